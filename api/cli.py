@@ -1,0 +1,189 @@
+"""The ``campsync`` command: run the server, migrate the database, administer camps and users.
+
+Errors are one line on stderr and a non-zero exit, never a traceback. Commands that print a
+secret (a token, an enrolment code) print it alone on the last line of stdout, so scripts can
+take it with ``tail -n 1``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from api.config import Settings, get_settings
+from api.db import IMMEDIATE, current_revision, engine_from_settings, head_revision, upgrade
+from api.errors import DomainError
+
+app = typer.Typer(
+    help="campsync server: registration and sync for reception camps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration: camps, users.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def ready_engine(settings: Settings) -> Engine:
+    """An engine on an up-to-date schema.
+
+    The embedded SQLite is upgraded in place; PostgreSQL must have been upgraded with
+    ``campsync db upgrade``.
+    """
+    engine = engine_from_settings(settings)
+    if settings.is_sqlite:
+        upgrade(engine)
+        return engine
+    revision = current_revision(engine)
+    if revision != head_revision():
+        engine.dispose()
+        fail(f"database schema is at {revision or 'nothing'}; run `campsync db upgrade` first")
+    return engine
+
+
+@contextmanager
+def admin_session() -> Iterator[Session]:
+    engine = ready_engine(get_settings())
+    try:
+        with Session(engine.execution_options(**IMMEDIATE), expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def run(action: Callable[[Session], T]) -> T:
+    with admin_session() as session:
+        try:
+            return action(session)
+        except DomainError as exc:
+            session.rollback()
+            fail(exc.message)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Run the HTTP server. On the embedded SQLite it first brings the schema up to date."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.is_sqlite and workers > 1:
+        fail("SQLite has a single writer: use --workers 1, or PostgreSQL for more workers")
+    ready_engine(settings).dispose()
+    database = settings.effective_database_url.split(":", 1)[0]
+    typer.echo(f"campsync listening on http://{host}:{port} ({database})", err=True)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations up to the newest revision."""
+    engine = engine_from_settings(get_settings())
+    try:
+        upgrade(engine, revision)
+        typer.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@admin_app.command("create-camp")
+def create_camp(
+    camp_id: Annotated[str, typer.Option("--id", help="Short slug, e.g. torkham-1.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    country: Annotated[str | None, typer.Option()] = None,
+    province: Annotated[str | None, typer.Option()] = None,
+    district: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a camp."""
+    from pydantic import ValidationError
+
+    from api.camps import service
+    from api.camps.schemas import CampCreate
+
+    try:
+        data = CampCreate(
+            id=camp_id, name=name, country=country, province=province, district=district
+        )
+    except ValidationError as exc:
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        fail(f"invalid {field}: {exc.errors()[0]['msg']}")
+    camp = run(lambda s: service.create_camp(session=s, data=data, actor="cli"))
+    typer.echo(f"created camp {camp.id}")
+
+
+@admin_app.command("list-camps")
+def list_camps() -> None:
+    """List every camp."""
+    from api.camps import service
+
+    camps = run(lambda s: service.list_camps(session=s, principal=None))
+    for camp in camps:
+        where = ", ".join(p for p in (camp.district, camp.province, camp.country) if p)
+        typer.echo(f"{camp.id}\t{camp.name}" + (f"\t{where}" if where else ""))
+
+
+@admin_app.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[str, typer.Option(help="admin, coordinator or integrator.")],
+    camp: Annotated[list[str] | None, typer.Option(help="A camp the user may see; repeat.")] = None,
+    all_camps: Annotated[bool, typer.Option(help="See every camp.")] = False,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Extra scope: pii:read, pii:export; repeat.")
+    ] = None,
+) -> None:
+    """Create a user and print a bearer token for them (alone on the last line)."""
+    from api.users import service
+
+    user, token = run(
+        lambda s: service.create_user(
+            session=s,
+            username=username,
+            role=role,
+            camps=camp or [],
+            all_camps=all_camps,
+            scopes=scope or [],
+        )
+    )
+    typer.echo(f"created {user.role} {user.username}; their token (shown once):")
+    typer.echo(token)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        typer.echo(f"error: {type(exc).__name__} (run with CAMPSYNC_LOG_LEVEL=DEBUG)", err=True)
+        sys.exit(1)

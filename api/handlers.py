@@ -1,0 +1,134 @@
+"""Turn every failure into the one JSON error body.
+
+Domain errors, protocol errors, FastAPI's validation errors and Starlette's HTTP errors become
+``{"error": {"code", "message", "details"}}``. Unknown exceptions become a 500 that names the
+request id and nothing else (:class:`UnhandledErrorMiddleware`): no stack trace, no SQL, no values.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from campsync_sync import ERROR_STATUS, ErrorBody, ErrorCode, ProtocolError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import JsonValue
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import DomainError
+from api.logs import request_id_var
+
+log = logging.getLogger("campsync.errors")
+
+
+_HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+def error_response(
+    code: ErrorCode,
+    message: str,
+    details: JsonValue = None,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody.of(code, message, details)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=status or ERROR_STATUS[code],
+        headers=headers,
+    )
+
+
+def _validation_details(exc: RequestValidationError) -> list[JsonValue]:
+    # Only where and what: the offending input may be personal data and is never echoed.
+    return [
+        {"loc": [str(part) for part in err.get("loc", ())], "type": err.get("type", "")}
+        for err in exc.errors()[:20]
+    ]
+
+
+async def _domain(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)  # noqa: S101 - registered for this class only
+    return error_response(exc.code, exc.message, exc.details, headers=exc.headers)
+
+
+async def _protocol(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)  # noqa: S101
+    return error_response(exc.code, str(exc))
+
+
+async def _validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    return error_response(
+        ErrorCode.VALIDATION_ERROR, "the request is not valid", _validation_details(exc)
+    )
+
+
+async def _http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    message = exc.detail if isinstance(exc.detail, str) else code.value.replace("_", " ")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(code, message, status=exc.status_code, headers=headers)
+
+
+class UnhandledErrorMiddleware:
+    """Turn any exception that escaped the handlers into a 500 error body.
+
+    It runs inside the request-id middleware, so the answer carries ``X-Request-ID``, and it
+    swallows the exception so that uvicorn does not print it: an exception's message may hold
+    SQL parameters or values. The log gets the exception's type and frames only.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-8:]))
+            log.error(  # noqa: TRY400 - no traceback text: it would carry the message
+                "unhandled exception", extra={"exc_type": type(exc).__name__, "frames": frames}
+            )
+            if not started:
+                response = error_response(
+                    ErrorCode.INTERNAL_ERROR,
+                    "internal error",
+                    {"request_id": request_id_var.get()},
+                )
+                await response(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain)
+    app.add_exception_handler(ProtocolError, _protocol)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,0 +1,63 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.config import Settings, get_settings
+from api.db import engine_from_settings
+from api.handlers import UnhandledErrorMiddleware, install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.logs import RequestContextMiddleware, configure_logging
+from api.routes import camps, health
+
+ROUTERS = (health.router, camps.router)
+"""Every router of the app; the authorisation test walks them all."""
+
+API_DESCRIPTION = """
+campsync registers arriving households at reception camps, merges what offline tablets
+sync, and lets coordinators see needs, conflicts and duplicates. Every error answers
+`{"error": {"code", "message", "details"}}`; codes are listed in `docs/protocol.md`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the app. Tests pass their own settings and engine; ``serve`` uses the environment."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    owns_engine = engine is None
+    app_engine = engine if engine is not None else engine_from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            app_engine.dispose()
+
+    app = FastAPI(
+        title="campsync",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = app_engine
+    install_error_handlers(app)
+    # Added innermost first: request id → body limit → unhandled errors → the app.
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=lambda path: (
+            settings.max_envelope_bytes
+            if path.startswith("/v1/sync/batches/")
+            else settings.max_json_body_bytes
+        ),
+    )
+    app.add_middleware(RequestContextMiddleware)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

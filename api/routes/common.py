@@ -1,0 +1,21 @@
+"""Documented error responses, shared by the routes' OpenAPI descriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campsync_sync import ErrorBody
+
+_E = {"model": ErrorBody}
+
+ERRORS_READ: dict[int | str, dict[str, Any]] = {
+    401: {**_E, "description": "Missing, invalid or expired token"},
+    403: {**_E, "description": "Role or scope does not allow this"},
+    404: {**_E, "description": "Not found, or outside your camps"},
+    422: {**_E, "description": "Invalid parameters"},
+}
+ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
+    **ERRORS_READ,
+    409: {**_E, "description": "Conflicts with the current state"},
+    413: {**_E, "description": "Request body too large"},
+}
