@@ -52,6 +52,7 @@ from campsync_sync.fields import (
     validate_field,
 )
 from campsync_sync.hlc import HLC, Clock, HLCError, clamp, node_id_for
+from campsync_sync.ids import uuid7
 from campsync_sync.keys import (
     KeyKind,
     TransportKeyPair,
@@ -237,6 +238,7 @@ __all__ = [
     "sign_statement",
     "signing_public_bytes",
     "similarity",
+    "uuid7",
     "validate_element",
     "validate_field",
     "verify_statement",

@@ -1,0 +1,233 @@
+"""Bulk storage of registry records and the commit-ordered change log.
+
+The merge path and every server-side write (a coordinator's resolution, an erasure) go through
+here, so that they all obey one rule: load the rows a transaction touches with one query per
+table, merge in memory with ``campsync_sync``'s pure rules, write back with one bulk upsert per
+table, and as the very last step take a commit sequence number from the ``sync_counter`` row
+and append the change-log rows under it. The counter row stays locked until commit, so sequence
+order is commit order and a pull cursor never skips a transaction that committed late
+(DESIGN.md section 5). No per-row ORM objects: rows travel as dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from campsync_sync import ENTITY_FIELDS, Entity, RecordState, name_keys
+from sqlalchemy import Table, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from api.registry.models import ChangeLog, Household, Person
+from api.sync.models import SyncCounter
+
+REGISTRY_TABLES: Final[Mapping[Entity, Table]] = {
+    Entity.HOUSEHOLD: Household.__table__,  # type: ignore[attr-defined]
+    Entity.PERSON: Person.__table__,  # type: ignore[attr-defined]
+}
+_DATE_FIELDS: Final = frozenset({"arrival_date", "date_of_birth"})
+_UUID_FIELDS: Final = frozenset({"head_person_id", "household_id"})
+_NAME_FIELDS: Final = (
+    "given_name",
+    "family_name",
+    "father_name",
+    "given_name_local",
+    "family_name_local",
+    "father_name_local",
+)
+_DEFAULTS: Final = {"status": "active"}
+CHANGE_SEQ: Final = "change_seq"
+
+
+def scalar_fields(entity: Entity) -> tuple[str, ...]:
+    return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if not spec.is_set)
+
+
+def set_field_names(entity: Entity) -> tuple[str, ...]:
+    return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if spec.is_set)
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    """A registry record as loaded for a merge: its camp, its merge state, its metadata."""
+
+    camp_id: str
+    state: RecordState
+    created_at: dt.datetime | None = None
+    created_by_device: uuid.UUID | None = None
+    erased_at: dt.datetime | None = None
+
+
+def _to_json(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _DATE_FIELDS:
+        return value.isoformat()
+    if name in _UUID_FIELDS:
+        return str(value)
+    return value
+
+
+def _to_column(name: str, value: Any) -> Any:
+    if value is None:
+        return _DEFAULTS.get(name)
+    if name in _DATE_FIELDS:
+        return dt.date.fromisoformat(value)
+    if name in _UUID_FIELDS:
+        return uuid.UUID(str(value))
+    return value
+
+
+def state_from_row(entity: Entity, row: Mapping[str, Any]) -> RecordState:
+    """Rebuild the merge state from a stored row (only written fields carry values)."""
+    clocks: dict[str, str] = dict(row["clocks"] or {})
+    return RecordState(
+        values={name: _to_json(name, row[name]) for name in clocks if name in row},
+        clocks=clocks,
+        sets={
+            name: {element: (bool(p), str(h)) for element, (p, h) in elements.items()}
+            for name, elements in (row["set_clocks"] or {}).items()
+        },
+        deleted=row["deleted_hlc"],
+        restored=row["restored_hlc"],
+        erased=row["erased_at"] is not None,
+    )
+
+
+def load_registry(
+    session: Session, entity: Entity, ids: Collection[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, StoredRecord]:
+    """Load the records with these ids in one query; ``lock`` takes row locks on PostgreSQL.
+
+    Rows are locked in id order, so two transactions locking overlapping sets cannot deadlock.
+    """
+    if not ids:
+        return {}
+    table = REGISTRY_TABLES[entity]
+    query = select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    records: dict[uuid.UUID, StoredRecord] = {}
+    for row in session.execute(query).mappings():
+        records[row["id"]] = StoredRecord(
+            camp_id=row["camp_id"],
+            state=state_from_row(entity, row),
+            created_at=row["created_at"],
+            created_by_device=row["created_by_device"],
+            erased_at=row["erased_at"],
+        )
+    return records
+
+
+def registry_row(
+    entity: Entity,
+    record_id: uuid.UUID,
+    record: StoredRecord,
+    *,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The column values of a record, ready for :func:`save_registry`."""
+    state = record.state
+    row: dict[str, Any] = {
+        "id": record_id,
+        "camp_id": record.camp_id,
+        "clocks": dict(state.clocks),
+        "set_clocks": {
+            name: {element: [p, h] for element, (p, h) in sorted(elements.items())}
+            for name, elements in state.sets.items()
+        },
+        "deleted_hlc": state.deleted,
+        "restored_hlc": state.restored,
+        "is_deleted": state.is_deleted,
+        "erased_at": record.erased_at,
+        "created_by_device": record.created_by_device,
+        "created_at": record.created_at or now,
+        "updated_at": now,
+    }
+    for name in scalar_fields(entity):
+        row[name] = _to_column(name, state.values.get(name))
+    for name in set_field_names(entity):
+        row[name] = state.members(name)
+    if entity is Entity.PERSON:
+        row["name_keys"] = name_keys(state.values.get(n) for n in _NAME_FIELDS)
+    return row
+
+
+_INSERT_ONLY: Final = frozenset({"id", "created_at", "created_by_device"})
+
+
+def save_registry(session: Session, entity: Entity, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update whole rows with one executemany upsert."""
+    if not rows:
+        return
+    table = REGISTRY_TABLES[entity]
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = builder(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in _INSERT_ONLY},
+    )
+    session.execute(statement, list(rows))
+
+
+def allocate_commit_seq(session: Session) -> int:
+    """Take the next commit sequence number; call it last, just before commit.
+
+    The upsert locks the counter row until the transaction ends, so numbers are handed out in
+    commit order.
+    """
+    table = SyncCounter.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = builder(table).values(name=CHANGE_SEQ, value=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.name], set_={"value": table.c.value + 1}
+    ).returning(table.c.value)
+    return int(session.execute(statement).scalar_one())
+
+
+@dataclass(slots=True)
+class Change:
+    """One change of one record, for the pull feed and the record's history."""
+
+    camp_id: str
+    entity: Entity
+    entity_id: uuid.UUID
+    kind: str
+    hlc: str | None = None
+    op_id: uuid.UUID | None = None
+    batch_id: uuid.UUID | None = None
+    device_id: uuid.UUID | None = None
+    actor: str | None = None
+    changes: dict[str, Any] | None = field(default=None)
+
+
+def append_changes(
+    session: Session, seq: int, changes: Iterable[Change], *, now: dt.datetime
+) -> int:
+    """Append change-log rows under one commit sequence number; returns how many."""
+    rows = [
+        {
+            "seq": seq,
+            "camp_id": c.camp_id,
+            "entity": c.entity.value,
+            "entity_id": c.entity_id,
+            "kind": c.kind,
+            "op_id": c.op_id,
+            "batch_id": c.batch_id,
+            "device_id": c.device_id,
+            "actor": c.actor,
+            "hlc": c.hlc,
+            "changes": c.changes,
+            "at": now,
+        }
+        for c in changes
+    ]
+    if rows:
+        session.execute(insert(ChangeLog.__table__), rows)  # type: ignore[attr-defined]
+    return len(rows)
