@@ -82,7 +82,7 @@ def _to_column(name: str, value: Any) -> Any:
     return value
 
 
-def state_from_row(entity: Entity, row: Mapping[str, Any]) -> RecordState:
+def state_from_row(entity: Entity, row: Mapping[Any, Any]) -> RecordState:
     """Rebuild the merge state from a stored row (only written fields carry values)."""
     clocks: dict[str, str] = dict(row["clocks"] or {})
     return RecordState(
@@ -184,8 +184,8 @@ def allocate_commit_seq(session: Session) -> int:
     table = SyncCounter.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = builder(table).values(name=CHANGE_SEQ, value=1)
-    statement = statement.on_conflict_do_update(
+    upsert = builder(table).values(name=CHANGE_SEQ, value=1)
+    statement = upsert.on_conflict_do_update(
         index_elements=[table.c.name], set_={"value": table.c.value + 1}
     ).returning(table.c.value)
     return int(session.execute(statement).scalar_one())
