@@ -102,3 +102,43 @@ def test_commit_sequence_increases_and_groups_changes(db: Engine) -> None:
     with Session(db) as session:
         logged = session.execute(select(ChangeLog.seq)).scalars().all()
     assert sorted(logged) == sorted(seqs * 2)
+
+
+def test_server_edit_wins_over_stored_future_clocks_and_is_logged(db: Engine) -> None:
+    from api.registry.writes import commit_server_edit
+
+    camp = make_camp(db)
+    pid = uuid.uuid4()
+    # A tablet clock ten years ahead wrote the name; the coordinator's fix must still win.
+    ahead = Clock(
+        node=9, wall=lambda: int(dt.datetime(2036, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    )
+    op = normalize_operation(
+        _person_op(ahead, pid, household_id=str(uuid.uuid4()), given_name="Muhamad")
+    )
+    assert isinstance(op, PatchOp)
+    state, _ = apply_registry_op(Entity.PERSON, None, op)
+    now = dt.datetime.now(dt.UTC)
+    with Session(db) as session, session.begin():
+        store.save_registry(
+            session,
+            Entity.PERSON,
+            [store.registry_row(Entity.PERSON, pid, store.StoredRecord(camp, state), now=now)],
+        )
+    with Session(db) as session, session.begin():
+        write = commit_server_edit(
+            session=session,
+            entity=Entity.PERSON,
+            entity_id=pid,
+            fields={"given_name": "Muhammad"},
+            actor="user:test",
+        )
+    assert write.hlc > state.clocks["given_name"]
+    with Session(db) as session:
+        person = session.get(Person, pid)
+        log = session.execute(select(ChangeLog).where(ChangeLog.entity_id == pid)).scalars().one()
+    assert person is not None
+    assert person.given_name == "Muhammad"
+    assert log.seq == write.seq
+    assert log.kind == "resolve"
+    assert log.changes == {"given_name": "Muhammad"}
