@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from campsync_client import RetryPolicy, Tablet, _crypto
+
 from tests.client.fakeserver import FakeServer
 
 PIN = "2468"

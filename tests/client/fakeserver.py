@@ -447,7 +447,7 @@ class FakeServer:
             flags: list[uuid.UUID] = []
             outcome = effect.outcome
             if isinstance(op, ServiceOp) and existing is None:
-                prior = [s for s in self.live(Entity.SERVICE_DELIVERY).values()]
+                prior = list(self.live(Entity.SERVICE_DELIVERY).values())
                 flag = double_distribution(op, [p for p in prior if isinstance(p, EventState)])
                 if flag is not None:
                     self.flags.append(flag)

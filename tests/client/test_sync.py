@@ -8,8 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from campsync_sync import Entity, RecordState
-
 from campsync_client import (
     AsyncTablet,
     DeviceRevoked,
@@ -25,6 +23,8 @@ from campsync_client import (
     _sync,
 )
 from campsync_client._http import Pause, run
+from campsync_sync import Entity, RecordState
+
 from tests.client.conftest import FAST_RETRY, PIN, TabletFactory
 from tests.client.fakeserver import FakeServer
 from tests.client.faults import Faulty
@@ -70,8 +70,10 @@ def test_push_then_pull_to_another_tablet(make_tablet: TabletFactory, server: Fa
     report = a.sync(seen.append)
     assert (report.pushed, report.applied, report.batches, report.rejected) == (3, 3, 1, 0)
     assert report.pulled == 3
-    assert seen[0] == SyncProgress("push", 0, 3) and seen[-1].phase == "pull"
-    assert a.pending() == 0 and not a.household(household.id).pending
+    assert seen[0] == SyncProgress("push", 0, 3)
+    assert seen[-1].phase == "pull"
+    assert a.pending() == 0
+    assert not a.household(household.id).pending
     assert b.sync().pulled == 3
     assert b.household(household.id) == a.household(household.id)
     assert snapshot(a) == snapshot(b) == server_snapshot(server)
@@ -140,7 +142,8 @@ def test_lost_acknowledgement_is_resent_byte_for_byte(server: FakeServer, tmp_pa
     with pytest.raises(TransportError) as caught:
         tablet.sync()
     assert caught.value.batch_id is not None
-    assert server.applied_ops == 2 and tablet.pending() == 2
+    assert server.applied_ops == 2
+    assert tablet.pending() == 2
     tablet.close()
     again = Tablet.open(tmp_path / "t.db", PIN, transport=faulty, retry=FAST_RETRY)
     report = again.sync()
@@ -196,7 +199,8 @@ def test_destroyed_key_is_resealed_with_the_same_batch_id_and_seq(
     server.rotate(destroy_old=True)
     assert tablet.sync().pushed == 2
     batch_id = uuid.UUID(exported.stem)
-    assert batch_id in server.batches and server.batches[batch_id][2] == 1
+    assert batch_id in server.batches
+    assert server.batches[batch_id][2] == 1
     assert server.batches[batch_id][0] != _digest(exported.read_bytes())  # sealed again
 
 
@@ -238,7 +242,8 @@ def test_many_batches_and_pages(
     for i in range(12):
         a.register_household({"given_name": f"Name{i}"}, [{"given_name": "Child"}])
     report = a.sync()
-    assert report.batches == 6 and report.pushed == 36
+    assert report.batches == 6
+    assert report.pushed == 36
     assert b.sync().pulled == 36
     assert snapshot(a) == snapshot(b) == server_snapshot(server)
 
@@ -265,7 +270,8 @@ def test_revoked_tablet_wipes_itself(make_tablet: TabletFactory, server: FakeSer
     server.revoke(tablet.device_id)
     report = tablet.sync()
     assert report.wiped
-    assert not path.exists() and not Path(f"{path}-wal").exists()
+    assert not path.exists()
+    assert not Path(f"{path}-wal").exists()
     assert server.applied_ops == 0
     with pytest.raises(Wiped):
         tablet.households()
