@@ -6,9 +6,12 @@ Only campsync-sync and campsync-client (and pytest, hypothesis) may be imported 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from campsync_client import RetryPolicy, Tablet, _crypto
 
@@ -55,3 +58,41 @@ def make_tablet(server: FakeServer, tmp_path: Path) -> Iterator[TabletFactory]:
 @pytest.fixture
 def tablet(make_tablet: TabletFactory) -> Tablet:
     return make_tablet("main")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeServer
+    lock = threading.Lock()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        request = httpx.Request(
+            self.command, f"{self.fake.url}{self.path}", headers=dict(self.headers), content=body
+        )
+        with self.lock:
+            response = self.fake.handle(request)
+        self.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        self.wfile.write(response.content)
+
+    do_GET = do_PUT = do_POST = _serve
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_fake(server: FakeServer) -> Iterator[tuple[FakeServer, str]]:
+    handler = type("Handler", (_Handler,), {"fake": server})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

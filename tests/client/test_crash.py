@@ -12,16 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-
 from campsync_client import Tablet, _replica
+
 from tests.client.conftest import FAST_RETRY, PIN
 from tests.client.fakeserver import FakeServer
 from tests.client.faults import Crash
@@ -49,18 +46,27 @@ class Boundaries(httpx.BaseTransport):
 
 
 def _work(tablet: Tablet) -> None:
-    households = [tablet.register_household({"given_name": f"Head{i}"}, [{"given_name": "Kid"}], needs={"food"}) for i in range(3)]
+    households = [
+        tablet.register_household(
+            {"given_name": f"Head{i}"}, [{"given_name": "Kid"}], needs={"food"}
+        )
+        for i in range(3)
+    ]
     tablet.record_service(households[0].id, "tent")
     tablet.update_household(households[1].id, shelter_status="tent_assigned")
 
 
-def test_crash_at_every_step_boundary(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_at_every_step_boundary(
+    server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_replica, "MAX_BATCH_OPS", 3)  # several batches, several seals and acks
     crash_at = 1
     while True:
         server = FakeServer()
         path = tmp_path / f"crash-{crash_at}.db"
-        tablet = Tablet.enroll(server.url, server.code(), path, PIN, transport=server.transport(), retry=FAST_RETRY)
+        tablet = Tablet.enroll(
+            server.url, server.code(), path, PIN, transport=server.transport(), retry=FAST_RETRY
+        )
         _work(tablet)
         expected_ops = tablet.pending()
         tablet.close()
@@ -87,42 +93,6 @@ def test_crash_at_every_step_boundary(server: FakeServer, tmp_path: Path, monkey
     assert crash_at > 20  # the scenario really has that many boundaries
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeServer
-    lock = threading.Lock()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        request = httpx.Request(self.command, f"{self.fake.url}{self.path}", headers=dict(self.headers), content=body)
-        with self.lock:
-            response = self.fake.handle(request)
-        self.send_response(response.status_code)
-        for key, value in response.headers.items():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(response.content)))
-        self.end_headers()
-        self.wfile.write(response.content)
-
-    do_GET = do_PUT = do_POST = _serve
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def http_fake(server: FakeServer) -> Iterator[tuple[FakeServer, str]]:
-    handler = type("Handler", (_Handler,), {"fake": server})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield server, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
 SYNC_SCRIPT = """
 import sys
 from campsync_client import Tablet
@@ -132,12 +102,16 @@ with Tablet.open(sys.argv[1], sys.argv[2], server_url=sys.argv[3]) as tablet:
 
 
 @pytest.mark.timeout(240)
-def test_sigkill_during_sync(http_fake: tuple[FakeServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigkill_during_sync(
+    http_fake: tuple[FakeServer, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, url = http_fake
     path = tmp_path / "t.db"
     tablet = Tablet.enroll(url, server.code(), path, PIN)
     for i in range(120):
-        tablet.register_household({"given_name": f"Head{i}"}, [{"given_name": "Kid"}], needs={"food"})
+        tablet.register_household(
+            {"given_name": f"Head{i}"}, [{"given_name": "Kid"}], needs={"food"}
+        )
     expected = tablet.pending()
     tablet.close()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
