@@ -95,15 +95,16 @@ class Tablet:
         manifest = KeyManifest.model_validate_json(signed.payload)
         signing_public = b64decode(manifest.signing_key.public_key)
         verify_statement(
-            load_signing_public(signing_public), "manifest", signed.payload.encode(), signed.signature
+            load_signing_public(signing_public),
+            "manifest",
+            signed.payload.encode(),
+            signed.signature,
         )
         if fingerprint_pin is not None:
             assert fingerprint(signing_public) == fingerprint_pin
         pub = signing_public_bytes(self.signing)
         xpub = self.exchange.public_key().public_bytes_raw()
-        proof = self.signing.sign(
-            enrollment_proof_message(code, manifest.deployment_id, pub, xpub)
-        )
+        proof = self.signing.sign(enrollment_proof_message(code, manifest.deployment_id, pub, xpub))
         request = EnrollmentRequest(
             code=code,
             device_name="test tablet",
@@ -213,7 +214,8 @@ class Tablet:
         raw_plaintext: bytes | None = None,
     ) -> tuple[uuid.UUID, bytes]:
         """Seal ops (models or raw dicts) as the next batch; ``seq`` defaults to the next one."""
-        assert self.device_id is not None and self.deployment_id is not None
+        assert self.device_id is not None
+        assert self.deployment_id is not None
         if seq is None:
             self.seq += 1
             seq = self.seq
@@ -240,7 +242,9 @@ class Tablet:
             seq=seq,
             len=0,
         )
-        sealed = seal(raw_plaintext, header, recipient_key=public, signing_key=self.signing, suite=suite)
+        sealed = seal(
+            raw_plaintext, header, recipient_key=public, signing_key=self.signing, suite=suite
+        )
         return batch_id, sealed
 
     def put(self, batch_id: uuid.UUID, data: bytes) -> Any:
@@ -272,7 +276,8 @@ class Tablet:
     def verify_wipe(self, details: dict[str, Any]) -> None:
         from campsync_sync import wipe_statement
 
-        assert self.manifest is not None and self.device_id is not None
+        assert self.manifest is not None
+        assert self.device_id is not None
         wipe = details["wipe"]
         assert wipe["device_id"] == str(self.device_id)
         verify_statement(

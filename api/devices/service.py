@@ -36,6 +36,7 @@ from campsync_sync import (
 )
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import JsonValue
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
@@ -77,7 +78,8 @@ def wipe_order(keys: KeySet, device_id: uuid.UUID) -> dict[str, str]:
 
 
 def revoked_error(keys: KeySet, device_id: uuid.UUID) -> DeviceRevoked:
-    return DeviceRevoked("this device was revoked: wipe it", {"wipe": wipe_order(keys, device_id)})
+    wipe: dict[str, JsonValue] = dict(wipe_order(keys, device_id))
+    return DeviceRevoked("this device was revoked: wipe it", {"wipe": wipe})
 
 
 # --------------------------------------------------------------------------- enrolment

@@ -221,7 +221,7 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def event_state_from_row(entity: Entity, row: Mapping[str, Any]) -> EventState:
+def event_state_from_row(entity: Entity, row: Mapping[Any, Any]) -> EventState:
     values: dict[str, Any] = {}
     for name in _EVENT_VALUES[entity]:
         value = row[name]

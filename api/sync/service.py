@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import orjson
 from campsync_sync import (
@@ -36,7 +36,7 @@ from campsync_sync import (
     uuid7,
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, col
@@ -69,8 +69,8 @@ class Busy(DomainError):
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def _error(code: ErrorCode, message: str, details: dict[str, object] | None = None) -> DomainError:
-    return DomainError(message, details, code=code)  # type: ignore[arg-type]
+def _error(code: ErrorCode, message: str, details: JsonValue = None) -> DomainError:
+    return DomainError(message, details, code=code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +102,17 @@ def _claim(batch_id: uuid.UUID) -> Iterator[None]:
 
 
 def seal_for_device(
-    keys: KeySet, device: Device, *, typ: str, batch: uuid.UUID, seq: int, plaintext: bytes
+    keys: KeySet,
+    device: Device,
+    *,
+    typ: Literal["pull", "receipt"],
+    batch: uuid.UUID,
+    seq: int,
+    plaintext: bytes,
 ) -> bytes:
     """Seal a server message to a device's exchange key, signed by the server."""
     header = EnvelopeHeader(
-        typ=typ,  # type: ignore[arg-type]
+        typ=typ,
         aud=keys.deployment_id,
         snd="server",
         skid=keys.signing_kid,

@@ -170,7 +170,12 @@ def test_revocation_is_scoped_audited_and_immediate(client, db: Engine) -> None:
     path = f"/v1/devices/{tablet.device_id}/revoke"
     assert client.post(path, headers=bearer(outsider)).status_code == 404
     assert client.post(path, headers=bearer(integrator)).status_code == 403
-    assert client.post(f"/v1/devices/{uuid.uuid4()}/revoke", headers=bearer(make_user(db, "admin"))).status_code == 404
+    assert (
+        client.post(
+            f"/v1/devices/{uuid.uuid4()}/revoke", headers=bearer(make_user(db, "admin"))
+        ).status_code
+        == 404
+    )
     coordinator = make_user(db, "coordinator", [camp])
     revoked = client.post(path, headers=bearer(coordinator))
     assert revoked.status_code == 200
@@ -207,7 +212,9 @@ def test_device_tokens_refuse_forgeries_and_other_devices(client, db: Engine) ->
     from campsync_sync import sign_statement
 
     forged = sign_statement(
-        other.signing, "device-token", f"{tablet.deployment_id}\0{tablet.device_id}\0{text}".encode()
+        other.signing,
+        "device-token",
+        f"{tablet.deployment_id}\0{tablet.device_id}\0{text}".encode(),
     )
     response = client.post(
         "/v1/sync/token",

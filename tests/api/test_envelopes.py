@@ -51,7 +51,8 @@ def _refused(response, code: str | None = None) -> str:  # type: ignore[no-untyp
     assert response.status_code in DOCUMENTED, response.text
     got = response.json()["error"]["code"]
     assert got in DOCUMENTED[response.status_code], got
-    assert "Traceback" not in response.text and "Canary" not in response.text
+    assert "Traceback" not in response.text
+    assert "Canary" not in response.text
     if code is not None:
         assert got == code, response.text
     return got
@@ -67,9 +68,10 @@ def test_a_corpus_of_broken_envelopes_is_refused_with_zero_rows_written(client, 
     tablet, other = make_tablet(client, db, camp), make_tablet(client, db, camp)
     tablet.push([tablet.household()])  # seq 1 taken: the corpus below targets seq 2
     batch_id, good = tablet.seal_batch([tablet.household()], seq=2)
-    start, end = _header(good)
+    _start, end = _header(good)
     kid, public = tablet.transport_key()
-    assert tablet.device_id is not None and tablet.deployment_id is not None
+    assert tablet.device_id is not None
+    assert tablet.deployment_id is not None
 
     def envelope(plaintext: bytes, **header_changes) -> bytes:  # type: ignore[no-untyped-def]
         fields = {
@@ -85,7 +87,9 @@ def test_a_corpus_of_broken_envelopes_is_refused_with_zero_rows_written(client, 
         signer = header_changes.pop("signer", None) if "signer" in header_changes else None
         fields.pop("signer", None)
         return seal(
-            plaintext, EnvelopeHeader(**fields), recipient_key=public,
+            plaintext,
+            EnvelopeHeader(**fields),
+            recipient_key=public,
             signing_key=signer or tablet.signing,
         )
 
@@ -105,15 +109,27 @@ def test_a_corpus_of_broken_envelopes_is_refused_with_zero_rows_written(client, 
         "truncated body": (good[: len(good) // 2], "bad_envelope"),
         "trailing": (good + b"\x00", "bad_envelope"),
         "signature": (good[:-1] + bytes([good[-1] ^ 1]), "bad_signature"),
-        "ciphertext": (good[: end + 10] + bytes([good[end + 10] ^ 1]) + good[end + 11 :], "bad_signature"),
+        "ciphertext": (
+            good[: end + 10] + bytes([good[end + 10] ^ 1]) + good[end + 11 :],
+            "bad_signature",
+        ),
         "foreign deployment": (envelope(batch_json(), aud="dep-elsewhere"), "wrong_deployment"),
-        "other device's id, re-signed by it": (envelope(batch_json(), signer=other.signing), "bad_signature"),
-        "claims another device": (envelope(batch_json(), snd=str(other.device_id), skid=signing_key_id(other.signing)), "bad_signature"),
+        "other device's id, re-signed by it": (
+            envelope(batch_json(), signer=other.signing),
+            "bad_signature",
+        ),
+        "claims another device": (
+            envelope(batch_json(), snd=str(other.device_id), skid=signing_key_id(other.signing)),
+            "bad_signature",
+        ),
         "unknown device": (envelope(batch_json(), snd=str(uuid7())), "device_unknown"),
         "unknown recipient key": (envelope(batch_json(), rkid="0000000000000000"), "unknown_key"),
         "not JSON": (envelope(b"\xff\xfenot json"), "bad_plaintext"),
         "not a batch": (envelope(b'{"ops": [], "protocol": 1}'), "bad_plaintext"),
-        "batch of another device": (envelope(batch_json(device_id=other.device_id)), "bad_plaintext"),
+        "batch of another device": (
+            envelope(batch_json(device_id=other.device_id)),
+            "bad_plaintext",
+        ),
         "batch with another seq": (envelope(batch_json(seq=3)), "bad_plaintext"),
         "receipt type": (envelope(batch_json(), typ="receipt"), "bad_envelope"),
         "path differs": (envelope(batch_json(), batch=uuid7()), "bad_envelope"),
@@ -150,12 +166,24 @@ def _raw_envelope(tablet: Tablet, batch_id, body: bytes, declared: int) -> bytes
     from campsync_sync.envelope import _CT_LEN, _PREFIX, INFO_LABEL, MAGIC, SIG_LABEL
 
     kid, public = tablet.transport_key()
-    header = EnvelopeHeader(
-        typ="push", aud=tablet.deployment_id, snd=str(tablet.device_id),
-        skid=signing_key_id(tablet.signing), rkid=kid, batch=batch_id, seq=2, len=declared,
-    ).model_dump_json(by_alias=True).encode()
+    header = (
+        EnvelopeHeader(
+            typ="push",
+            aud=tablet.deployment_id,
+            snd=str(tablet.device_id),
+            skid=signing_key_id(tablet.signing),
+            rkid=kid,
+            batch=batch_id,
+            seq=2,
+            len=declared,
+        )
+        .model_dump_json(by_alias=True)
+        .encode()
+    )
     prefix = _PREFIX.pack(MAGIC, 1, Suite.X25519_CHACHA20POLY1305, len(header)) + header
-    ciphertext = Suite.X25519_CHACHA20POLY1305.hpke().encrypt(body, public, info=INFO_LABEL + prefix)
+    ciphertext = Suite.X25519_CHACHA20POLY1305.hpke().encrypt(
+        body, public, info=INFO_LABEL + prefix
+    )
     signed = prefix + _CT_LEN.pack(len(ciphertext)) + ciphertext
     return signed + tablet.signing.sign(SIG_LABEL + signed)
 
@@ -166,7 +194,8 @@ def test_retired_keys_still_open_destroyed_keys_answer_410_hybrid_works(
     tablet = make_tablet(client, db)
     old_batch, old_data = tablet.seal_batch([tablet.household()])
     rotation = server_keys.rotate_keys(engine=db, settings=settings, actor="test")
-    assert len(rotation.created) == 2 and len(rotation.retired) == 2
+    assert len(rotation.created) == 2
+    assert len(rotation.retired) == 2
     client.app.state.keyring.refresh()
     tablet.refresh_manifest()
     assert tablet.manifest is not None
@@ -198,7 +227,9 @@ def test_retired_keys_still_open_destroyed_keys_answer_410_hybrid_works(
     resealed = tablet.seal_batch([tablet.household()], seq=2, batch_id=batch_id)
     assert tablet.put(*resealed).status_code == 200
     hybrid = tablet.push(
-        [tablet.household()], kind=KeyKind.MLKEM768_X25519, suite=Suite.MLKEM768X25519_CHACHA20POLY1305
+        [tablet.household()],
+        kind=KeyKind.MLKEM768_X25519,
+        suite=Suite.MLKEM768X25519_CHACHA20POLY1305,
     )
     assert hybrid.status == "applied"
 
@@ -223,7 +254,9 @@ def test_limits_answer_their_4xx_quickly(db: Engine, settings) -> None:  # type:
         refused = tablet.put(*many)
         assert refused.status_code == 413
         assert refused.json()["error"]["code"] == "too_many_operations"
-        wrong_type = client.put(f"/v1/sync/batches/{uuid7()}", content=b"x", headers={"content-type": "text/plain"})
+        wrong_type = client.put(
+            f"/v1/sync/batches/{uuid7()}", content=b"x", headers={"content-type": "text/plain"}
+        )
         assert wrong_type.status_code == 415
         page = tablet.pull_raw(0, 51)
         assert page.status_code == 422

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from campsync_sync import DeleteOp, Entity, HLC, uuid7
+from campsync_sync import HLC, DeleteOp, Entity, uuid7
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
@@ -22,13 +22,16 @@ def test_a_page_holds_the_camp_s_current_rows_tombstones_and_events(client, db: 
     tablet.push([delete])
 
     page = tablet.pull(0, 100)
-    assert page.camp_id == camp and page.cursor == 0 and not page.has_more
+    assert page.camp_id == camp
+    assert page.cursor == 0
+    assert not page.has_more
     rows = {r.id: r for r in page.changes}
     assert set(rows) == {hid, pid, delivery.id}
     assert rows[hid].entity is Entity.HOUSEHOLD
     assert rows[hid].values["arrival_type"] == "deported"
     assert rows[hid].sets["needs"]["food"].present is True
-    assert rows[pid].is_deleted and rows[pid].deleted == delete.hlc
+    assert rows[pid].is_deleted
+    assert rows[pid].deleted == delete.hlc
     assert rows[delivery.id].values["service"] == "tent"
     assert rows[delivery.id].values["voided"] is None
     # Each record travels once, at its latest change.
@@ -108,7 +111,7 @@ def test_provisioning_sends_current_rows_once_not_the_history(client, db: Engine
     for n in range(20):
         tablet.push([tablet.patch("household", hid, {"phone": f"+9370000{n:04d}"})])
     fresh = make_tablet(client, db, tablet.camp_id)
-    rows, cursor, pages = fresh.pull_all(0, limit=5)
+    rows, cursor, _pages = fresh.pull_all(0, limit=5)
     assert list(rows) == [hid]
     assert rows[hid].values["phone"] == "+93700000019"
     delivered = 0

@@ -19,9 +19,7 @@ from tests.synccheck import table_counts
 
 def _audit(db: Engine, action: str) -> list[AuditLog]:
     with Session(db) as session:
-        return list(
-            session.execute(select(AuditLog).where(AuditLog.action == action)).scalars()
-        )
+        return list(session.execute(select(AuditLog).where(AuditLog.action == action)).scalars())
 
 
 def test_a_batch_is_merged_acknowledged_and_audited(client, db: Engine) -> None:
@@ -35,13 +33,15 @@ def test_a_batch_is_merged_acknowledged_and_audited(client, db: Engine) -> None:
     ]
     receipt = tablet.push(ops, backlog=3)
     assert receipt.status == "applied"
-    assert receipt.seq == 1 and receipt.next_seq == 2
+    assert receipt.seq == 1
+    assert receipt.next_seq == 2
     assert [r.outcome for r in receipt.results] == [Outcome.APPLIED] * 4
     assert [r.op_id for r in receipt.results] == [op.op_id for op in ops]
     assert receipt.commit_seq is not None
     with Session(db) as session:
         household = session.get(Household, hid)
-        assert household is not None and household.camp_id == tablet.camp_id
+        assert household is not None
+        assert household.camp_id == tablet.camp_id
         assert household.needs == ["food", "shelter"]
         persons = session.execute(select(Person)).scalars().all()
         assert {p.camp_id for p in persons} == {tablet.camp_id}
@@ -51,7 +51,9 @@ def test_a_batch_is_merged_acknowledged_and_audited(client, db: Engine) -> None:
         assert {c.kind for c in log} == {"create", "event"}
         assert {c.actor for c in log} == {"worker-1"}
         batch = session.get(Batch, receipt.batch_id)
-        assert batch is not None and batch.backlog == 3 and batch.op_count == 4
+        assert batch is not None
+        assert batch.backlog == 3
+        assert batch.op_count == 4
     [entry] = _audit(db, "sync.batch_applied")
     assert entry.details == {"seq": 1, "ops": 4, "applied": 4}
     assert "Canary" not in str(entry.details)
@@ -120,9 +122,7 @@ def test_invalid_operations_are_rejected_and_quarantined_without_blocking(
     malformed = {"op": "patch", "op_id": str(uuid7()), "entity": "spaceship", "id": "nope"}
     orphan = tablet.person(uuid7())
     no_household = tablet.patch("person", uuid7(), {"given_name": "Canary"})
-    receipt = tablet.push(
-        [bad_value, good, unknown_field, malformed, orphan, no_household, good]
-    )
+    receipt = tablet.push([bad_value, good, unknown_field, malformed, orphan, no_household, good])
     outcomes = [(r.outcome, r.reason) for r in receipt.results]
     assert outcomes == [
         (Outcome.REJECTED, RejectReason.INVALID_VALUE),
@@ -189,7 +189,8 @@ def test_a_revoked_device_is_quarantined_and_told_to_wipe(client, db: Engine) ->
     }
     with Session(db) as session:
         stored = session.execute(select(Quarantine)).scalar_one()
-    assert stored.payload == data and stored.reason == "device_revoked"
+    assert stored.payload == data
+    assert stored.reason == "device_revoked"
     listed = client.get("/v1/devices", headers=bearer(admin)).json()["items"]
     assert listed[0]["quarantined_batches"] == 1
 
@@ -258,7 +259,8 @@ def test_concurrent_identity_edits_open_a_conflict_naming_both_devices(client, d
     assert conflict.current_device_id == one.device_id
     assert conflict.incoming_device_id == two.device_id
     assert conflict.incoming_operator == "worker-2"
-    assert conflict.current_hlc and conflict.incoming_hlc
+    assert conflict.current_hlc
+    assert conflict.incoming_hlc
     assert conflict.camp_id == camp
 
 
@@ -282,7 +284,10 @@ def test_events_are_idempotent_by_id_and_voids_apply(client, db: Engine) -> None
     from campsync_sync import VoidOp
 
     void = VoidOp(
-        op_id=uuid7(), entity="service_delivery", id=delivery.id, hlc=tablet.hlc(),
+        op_id=uuid7(),
+        entity="service_delivery",
+        id=delivery.id,
+        hlc=tablet.hlc(),
         reason="recorded_in_error",
     )
     receipt = tablet.push([delivery, void])
@@ -292,4 +297,6 @@ def test_events_are_idempotent_by_id_and_voids_apply(client, db: Engine) -> None
     assert reused.results[0].reason == RejectReason.ID_REUSED
     with Session(db) as session:
         row = session.get(ServiceDelivery, delivery.id)
-    assert row is not None and row.voided_hlc == void.hlc and row.service == "tent"
+    assert row is not None
+    assert row.voided_hlc == void.hlc
+    assert row.service == "tent"

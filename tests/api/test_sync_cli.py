@@ -36,8 +36,10 @@ def test_enrollment_code_prints_the_qr_payload_then_the_code_alone(
     tablet = Tablet(client)
     tablet.enroll(code, fingerprint_pin=invite.server_key_fingerprint)
     missing = _cli(db, data_dir, "admin", "enrollment-code", "--camp", "nowhere")
-    assert missing.returncode != 0 and missing.stdout == ""
-    assert missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+    assert missing.returncode != 0
+    assert missing.stdout == ""
+    assert missing.stderr.startswith("error: ")
+    assert "Traceback" not in missing.stderr
 
 
 def test_revoke_device_and_rotate_keys(client, db: Engine, data_dir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -63,9 +63,13 @@ def test_concurrent_merges_of_one_household_lose_no_update(
 
     def stall(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
         # The first merge stalls right after loading (and on PostgreSQL locking) the row.
-        if slow_thread and holder() is slow_thread[0] and statement.lstrip().upper().startswith(
-            "SELECT"
-        ) and "FROM household" in statement and not paused.is_set():
+        if (
+            slow_thread
+            and holder() is slow_thread[0]
+            and statement.lstrip().upper().startswith("SELECT")
+            and "FROM household" in statement
+            and not paused.is_set()
+        ):
             paused.set()
             time.sleep(0.4)
 
@@ -74,13 +78,35 @@ def test_concurrent_merges_of_one_household_lose_no_update(
         for n in range(rounds):
             paused.clear()
             first = one.seal_batch(
-                [one.patch("household", hid, {"crossing_point": f"gate-{n}"}, sets={"needs": [f"{['food','wash','cash','nfi','health','education'][n]}"]})]
+                [
+                    one.patch(
+                        "household",
+                        hid,
+                        {"crossing_point": f"gate-{n}"},
+                        sets={
+                            "needs": [
+                                f"{['food', 'wash', 'cash', 'nfi', 'health', 'education'][n]}"
+                            ]
+                        },
+                    )
+                ]
             )
             second = two.seal_batch(
-                [two.patch("household", hid, {"shelter_location": f"block-{n}"}, sets={"vulnerabilities": ["disability"] if n % 2 else ["single_parent"]})]
+                [
+                    two.patch(
+                        "household",
+                        hid,
+                        {"shelter_location": f"block-{n}"},
+                        sets={"vulnerabilities": ["disability"] if n % 2 else ["single_parent"]},
+                    )
+                ]
             )
             results: list[Receipt] = []
-            a = threading.Thread(target=lambda: results.append(_push(db, settings, keyring, one, first)))
+            a = threading.Thread(
+                target=lambda out=results, sealed=first: out.append(
+                    _push(db, settings, keyring, one, sealed)
+                )
+            )
             slow_thread[:] = [a]
             a.start()
             assert paused.wait(5)
@@ -118,7 +144,8 @@ def test_the_same_batch_pushed_at_once_has_one_effect(
     for t in threads:
         t.join()
     receipts = [o for o in outcomes if isinstance(o, Receipt)]
-    assert receipts and all(r == receipts[0] for r in receipts)
+    assert receipts
+    assert all(r == receipts[0] for r in receipts)
     assert {o for o in outcomes if isinstance(o, str)} <= {"batch_in_flight"}
     assert table_counts(db)["household"] == 50
     assert table_counts(db)["batch"] == 1
@@ -164,7 +191,7 @@ def test_a_fault_at_any_statement_leaves_no_partial_batch_and_the_retry_succeeds
         before = table_counts(db)
         seen = 0
 
-        def fault(*_: Any) -> None:
+        def fault(*_: Any, k: int = k) -> None:
             nonlocal seen
             seen += 1
             if seen == k:
@@ -181,7 +208,8 @@ def test_a_fault_at_any_statement_leaves_no_partial_batch_and_the_retry_succeeds
         assert again == receipt
     with Session(db) as session:
         device = session.get(Device, tablet.device_id)
-    assert device is not None and device.last_seq == statements + 1
+    assert device is not None
+    assert device.last_seq == statements + 1
 
 
 WRITES = int(os.environ.get("CAMPSYNC_S7_WRITES", "10000"))
@@ -220,7 +248,11 @@ def test_pullers_miss_no_row_while_writers_hold_transactions_open(
                 for _ in range(per_batch):
                     if mine and local.random() < 0.1:
                         target = local.choice(mine)
-                        ops.append(tablet.patch("household", target, {"phone": f"+93{local.randrange(10**8):08d}"}))
+                        ops.append(
+                            tablet.patch(
+                                "household", target, {"phone": f"+93{local.randrange(10**8):08d}"}
+                            )
+                        )
                     else:
                         hid = uuid7()
                         mine.append(hid)
@@ -232,7 +264,7 @@ def test_pullers_miss_no_row_while_writers_hold_transactions_open(
             with lock:
                 for hid in mine:
                     written[hid] = True
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     done = threading.Event()
@@ -247,7 +279,11 @@ def test_pullers_miss_no_row_while_writers_hold_transactions_open(
                     device = session.get(Device, tablet.device_id)
                     assert device is not None
                     data = pull.pull_page(
-                        session=session, keys=keyring.current(), device=device, cursor=cursor, limit=limit
+                        session=session,
+                        keys=keyring.current(),
+                        device=device,
+                        cursor=cursor,
+                        limit=limit,
                     )
                 page = PullPage.model_validate_json(tablet.open(data, "pull"))
                 assert page.next_cursor >= cursor
@@ -258,13 +294,11 @@ def test_pullers_miss_no_row_while_writers_hold_transactions_open(
                     return
                 if not page.has_more:
                     time.sleep(0.05)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     with _hook(db, stall):
-        threads = [
-            threading.Thread(target=write, args=(t, rng.randrange(10**9))) for t in writers
-        ]
+        threads = [threading.Thread(target=write, args=(t, rng.randrange(10**9))) for t in writers]
         readers = [
             threading.Thread(target=read, args=(i, t, limit))
             for i, (t, limit) in enumerate(zip(pullers, (1, 7, 100, 500), strict=True))

@@ -14,14 +14,12 @@ from sqlmodel import Session
 from api.registry.models import Household
 from tests.api.test_cli import run
 from tests.factories import make_camp
+from tests.server import LiveServer
 from tests.synccheck import table_counts
 from tests.synckit import Tablet
-from tests.server import LiveServer
 
 
-def _code(
-    db: Engine, data_dir: Path, camp: str, public_url: str
-) -> tuple[str, EnrollmentInvite]:
+def _code(db: Engine, data_dir: Path, camp: str, public_url: str) -> tuple[str, EnrollmentInvite]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CAMPSYNC_PUBLIC_URL", public_url)
         result = run(
@@ -66,7 +64,13 @@ def test_a_tablet_syncs_with_a_live_server_across_a_restart(db: Engine, tmp_path
             assert tablet.receipt(replay.content).seq == 2
             assert table_counts(db) == before
             assert tablet.pull(cursor).changes == []
-            revoked = run(tmp_path, db.url.render_as_string(hide_password=False), "admin", "revoke-device", str(tablet.device_id))
+            revoked = run(
+                tmp_path,
+                db.url.render_as_string(hide_password=False),
+                "admin",
+                "revoke-device",
+                str(tablet.device_id),
+            )
             assert revoked.returncode == 0
             refused = tablet.put(*tablet.seal_batch([tablet.household()]))
             assert refused.status_code == 403
@@ -100,7 +104,16 @@ def test_several_workers_merge_many_devices_once_each(db: Engine, tmp_path: Path
                     sealed = tablet.seal_batch(ops)
                     # Each batch twice at once: the workers must apply it once.
                     answers: list[httpx.Response] = []
-                    twin = threading.Thread(target=lambda: answers.append(httpx.put(f"{server.url}/v1/sync/batches/{sealed[0]}", content=sealed[1], headers={"content-type": "application/octet-stream"}, timeout=60)))
+                    twin = threading.Thread(
+                        target=lambda answers=answers, sealed=sealed: answers.append(
+                            httpx.put(
+                                f"{server.url}/v1/sync/batches/{sealed[0]}",
+                                content=sealed[1],
+                                headers={"content-type": "application/octet-stream"},
+                                timeout=60,
+                            )
+                        )
+                    )
                     twin.start()
                     answers.append(tablet.put(*sealed))
                     twin.join()
@@ -109,7 +122,7 @@ def test_several_workers_merge_many_devices_once_each(db: Engine, tmp_path: Path
                     if answers[-1].status_code != 200:
                         retry = tablet.put(*sealed)
                         assert retry.status_code == 200
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=sync, args=(t,)) for t in tablets]
