@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from campsync_sync import ErrorCode
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
 from api.handlers import UnhandledErrorMiddleware, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.logs import RequestContextMiddleware, configure_logging
-from api.routes import camps, health
+from api.routes import camps, devices, health, sync
+from api.sync.keys import Keyring
 
-ROUTERS = (health.router, camps.router)
+ROUTERS = (health.router, camps.router, devices.router, sync.router)
 """Every router of the app; the authorisation test walks them all."""
 
+_BATCHES = "/v1/sync/batches/"
 API_DESCRIPTION = """
 campsync registers arriving households at reception camps, merges what offline tablets
 sync, and lets coordinators see needs, conflicts and duplicates. Every error answers
@@ -32,8 +37,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     owns_engine = engine is None
     app_engine = engine if engine is not None else engine_from_settings(settings)
 
+    keyring = Keyring(app_engine, settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            keyring.current()  # the first start creates the deployment id and the keys
+        except SQLAlchemyError:
+            # An unmigrated database: /readyz says so; keys are made on first use.
+            logging.getLogger("campsync.keys").warning("keys not loaded: database not ready")
         yield
         if owns_engine:
             app_engine.dispose()
@@ -46,6 +58,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = app_engine
+    app.state.keyring = keyring
     install_error_handlers(app)
     # Added innermost first: request id → body limit → unhandled errors → the app.
     app.add_middleware(UnhandledErrorMiddleware)
@@ -53,8 +66,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         BodyLimitMiddleware,
         limit_for=lambda path: (
             settings.max_envelope_bytes
-            if path.startswith("/v1/sync/batches/")
+            if path.startswith(_BATCHES)
             else settings.max_json_body_bytes
+        ),
+        code_for=lambda path: (
+            ErrorCode.ENVELOPE_TOO_LARGE
+            if path.startswith(_BATCHES)
+            else ErrorCode.PAYLOAD_TOO_LARGE
         ),
     )
     app.add_middleware(RequestContextMiddleware)
