@@ -484,10 +484,11 @@ class TabletBase:
         """
         hid = _id(household_id)
         state = self._live(hid, Entity.HOUSEHOLD)
-        pending = self._r.pending_ids()
+        people = self._r.views(Entity.PERSON, household_id=hid)
+        pending = self._r.pending_ids([hid, *(pid for pid, _ in people)])
         members = [
             person_of(pid, s, pending=str(pid) in pending)
-            for pid, s in self._r.views(Entity.PERSON, household_id=hid)
+            for pid, s in people
             if isinstance(s, RecordState)
         ]
         return household_of(hid, state, members, pending=str(hid) in pending)
@@ -500,7 +501,7 @@ class TabletBase:
         """
         pid = _id(person_id)
         state = self._live(pid, Entity.PERSON)
-        return person_of(pid, state, pending=str(pid) in self._r.pending_ids())
+        return person_of(pid, state, pending=bool(self._r.pending_ids([pid])))
 
     def _event_state(self, event_id: Id, entity: Entity) -> tuple[EventState, bool]:
         eid = _id(event_id)
@@ -508,7 +509,7 @@ class TabletBase:
         view = None if row is None else row.view
         if row is None or row.entity != entity or not isinstance(view, EventState):
             raise RecordNotFound(entity.value, eid)
-        return view, str(eid) in self._r.pending_ids()
+        return view, bool(self._r.pending_ids([eid]))
 
     def service(self, service_id: Id) -> ServiceDelivery:
         """One service delivery.
@@ -531,10 +532,11 @@ class TabletBase:
     def services(self, household_id: Id | None = None) -> list[ServiceDelivery]:
         """Service deliveries, of one household or all, in delivery order."""
         hid = None if household_id is None else _id(household_id)
-        pending = self._r.pending_ids()
+        found = self._r.views(Entity.SERVICE_DELIVERY, household_id=hid)
+        pending = self._r.pending_ids(None if hid is None else [eid for eid, _ in found])
         out = [
             service_of(s, pending=str(eid) in pending)
-            for eid, s in self._r.views(Entity.SERVICE_DELIVERY, household_id=hid)
+            for eid, s in found
             if isinstance(s, EventState)
         ]
         return sorted(out, key=lambda s: (s.delivered_at, s.id))
@@ -542,10 +544,11 @@ class TabletBase:
     def referrals(self, household_id: Id | None = None) -> list[Referral]:
         """Referrals, of one household or all."""
         hid = None if household_id is None else _id(household_id)
-        pending = self._r.pending_ids()
+        found = self._r.views(Entity.REFERRAL, household_id=hid)
+        pending = self._r.pending_ids(None if hid is None else [eid for eid, _ in found])
         out = [
             referral_of(s, pending=str(eid) in pending)
-            for eid, s in self._r.views(Entity.REFERRAL, household_id=hid)
+            for eid, s in found
             if isinstance(s, EventState)
         ]
         return sorted(out, key=lambda r: r.id)
@@ -568,7 +571,7 @@ class TabletBase:
         tokens = {r.vault.token("name", key) for key in name_keys([text])}
         hits = r.lookup(tokens | exact)
         exact_hits = set(r.lookup(exact)) if compact else set()
-        pending = r.pending_ids()
+        pending = r.pending_ids(uuid.UUID(pid) for pid in hits)
         ranked: list[tuple[float, Person]] = []
         for pid, _entity, state in r.views_of(hits):
             assert isinstance(state, RecordState)  # noqa: S101

@@ -393,9 +393,18 @@ class Replica:
             view = _apply(entity, view, op)
         return view
 
-    def pending_ids(self) -> set[str]:
-        """Ids of records with operations not yet retired."""
-        return {rid for (rid,) in self.conn.execute("SELECT DISTINCT record_id FROM outbox")}
+    def pending_ids(self, among: Iterable[uuid.UUID] | None = None) -> set[str]:
+        """Ids of records (all, or ``among`` these) with operations not yet retired."""
+        if among is None:
+            return {rid for (rid,) in self.conn.execute("SELECT DISTINCT record_id FROM outbox")}
+        ids = [str(i) for i in among]
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = "SELECT DISTINCT record_id FROM outbox WHERE record_id IN "
+            sql += f"({', '.join('?' * len(chunk))})"
+            found.update(rid for (rid,) in self.conn.execute(sql, chunk))
+        return found
 
     # ------------------------------------------------------------------ local edits
 

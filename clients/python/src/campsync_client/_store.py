@@ -47,7 +47,7 @@ CREATE TABLE record (
     local BLOB
 );
 CREATE INDEX record_entity ON record (entity, live);
-CREATE INDEX record_household ON record (household_id);
+CREATE INDEX record_household ON record (household_id, entity, live);
 CREATE TABLE name_index (
     token BLOB NOT NULL,
     person_id TEXT NOT NULL,
