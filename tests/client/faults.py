@@ -55,9 +55,15 @@ class Faulty(httpx.BaseTransport):
             )
         response = self.inner.handle_request(request)
         if action == "duplicate":
+            response.close()
             response = self.inner.handle_request(request)
-        if action == "drop_response":
+        if action in ("drop_response", "crash_after"):
+            response.read()  # the server finished; only the answer is lost
+            response.close()
+            if action == "crash_after":
+                raise Crash
             raise httpx.ReadError("lost", request=request)
-        if action == "crash_after":
-            raise Crash
         return response
+
+    def close(self) -> None:
+        self.inner.close()

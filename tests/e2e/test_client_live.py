@@ -115,7 +115,7 @@ def test_fresh_tablet_provisions_5000_households(
     started = time.perf_counter()
     for i in range(5000):
         source.register_household(
-            {"given_name": f"Head{i}", "family_name": "Family", "sex": "female", "birth_year": 1980 + i % 30},
+            {"given_name": f"Head{i}", "family_name": "Family", "birth_year": 1980 + i % 30},
             [{"given_name": f"Child{i}", "sex": "male", "birth_year": 2015}],
             needs={"food", "shelter"}, arrival_type="deported",
         )  # fmt: skip
