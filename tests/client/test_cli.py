@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from campsync_client import Tablet
+from campsync_client import Tablet, _cli
 from campsync_client._cli import app
 from typer.testing import CliRunner
 
@@ -16,7 +16,8 @@ runner = CliRunner()
 
 
 def cli(store: Path, *args: str, pin: str = PIN, input: str | None = None):  # type: ignore[no-untyped-def]
-    env = {"CAMPSYNC_TABLET_PIN": pin, "CAMPSYNC_TABLET_STORE": str(store), "COLUMNS": "200"}
+    env = {"CAMPSYNC_TABLET_PIN": pin, "CAMPSYNC_TABLET_STORE": str(store)}
+    _cli.out.width = _cli.err.width = 200  # tables fit the terminal; make it a wide one
     return runner.invoke(app, list(args), env=env, input=input)
 
 
@@ -95,7 +96,7 @@ def test_one_clear_line_per_failure(
     # The server goes away: the data stays queued and the CLI says so.
     offline = runner.invoke(
         app, ["sync"],
-        env={"CAMPSYNC_TABLET_PIN": PIN, "CAMPSYNC_TABLET_STORE": str(store), "COLUMNS": "200"},
+        env={"CAMPSYNC_TABLET_PIN": PIN, "CAMPSYNC_TABLET_STORE": str(store)},
     )  # fmt: skip
     assert offline.exit_code == 0  # still up: sanity
     _take_offline(store, url)

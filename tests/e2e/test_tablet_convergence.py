@@ -355,7 +355,7 @@ def test_tablets_converge_whatever_the_network_does(
 def settings_for_ci() -> hsettings:
     return hsettings(
         max_examples=int(os.environ.get("CAMPSYNC_EXAMPLES", 2000 if SLOW else 200)),
-        stateful_step_count=50 if SLOW else 30,
+        stateful_step_count=50 if SLOW else 20,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         print_blob=True,

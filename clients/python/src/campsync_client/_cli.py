@@ -66,8 +66,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Sentences are never wrapped (scripts read them); tables fit the terminal."""
 
 StoreOption = Annotated[
     Path,
@@ -92,7 +93,7 @@ def _main(store: StoreOption = DEFAULT_STORE) -> None:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
 
 
