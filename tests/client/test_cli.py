@@ -47,7 +47,7 @@ def test_register_list_show_service_sync_status(
     assert "not synced" in listing.output
     with Tablet.open(store, PIN) as tablet:
         (household,) = tablet.households()
-    prefix = str(household.id)[:8]
+    prefix = str(household.id)[-8:]
     shown = cli(store, "show", prefix)
     assert shown.exit_code == 0
     assert "Aisha" in shown.output

@@ -153,16 +153,22 @@ def _tablet() -> Iterator[Tablet]:
         tablet.close()
 
 
+def _short(record_id: object) -> str:
+    """The short id shown in listings: the random end of a UUIDv7 (its start is a time)."""
+    return str(record_id)[-8:]
+
+
 def _resolve(tablet: Tablet, text: str, *, person: bool = False) -> str:
-    """A full id, or a unique prefix of a household's (or a person's) id."""
+    """A full id, its short form (last characters), or its start, if only one record has it."""
     text = text.strip().lower()
-    ids = [str(h.id) for h in tablet.households()]
     if person:
         ids = [str(p.id) for h in tablet.households() for p in h.members]
-    matches = [i for i in ids if i.startswith(text)] if text else []
+    else:
+        ids = [str(h.id) for h in tablet.households()]
+    matches = [i for i in ids if i.endswith(text) or i.startswith(text)] if len(text) >= 4 else []
     if len(matches) != 1:
         what = "person" if person else "household"
-        _fail(f"no single {what} id starts with {text!r}.", 2)
+        _fail(f"no single {what} id matches {text!r}: use the id shown by `list`.", 2)
     return matches[0]
 
 
@@ -316,7 +322,7 @@ def list_households() -> None:
             table.add_column(column)
         for h in households:
             table.add_row(
-                str(h.id)[:13],
+                _short(h.id),
                 _name(h.head),
                 str(len(h.members)),
                 ", ".join(sorted(h.needs)),
@@ -350,7 +356,7 @@ def _show_household(tablet: Tablet, household: Household) -> None:
         born = p.date_of_birth.isoformat() if p.date_of_birth else str(p.birth_year or "")
         document = " ".join(x for x in (p.document_type, p.document_number) if x)
         people.add_row(
-            str(p.id)[:13], _name(p), p.relationship_to_head or "", p.sex or "", born, document
+            _short(p.id), _name(p), p.relationship_to_head or "", p.sex or "", born, document
         )
     out.print(people)
     services = tablet.services(household.id)
@@ -370,7 +376,7 @@ def _show_household(tablet: Tablet, household: Household) -> None:
 
 
 @app.command()
-def show(household_id: Annotated[str, typer.Argument(help="A household id or its start.")]) -> None:
+def show(household_id: Annotated[str, typer.Argument(help="A household id (as listed).")]) -> None:
     """Show one household, its members and the services it received."""
     with _tablet() as tablet:
         _show_household(tablet, tablet.household(_resolve(tablet, household_id)))
@@ -385,26 +391,24 @@ def search(text: Annotated[str, typer.Argument(help="A name, document number or 
         for column in ("household", "person", "name", "born"):
             table.add_column(column)
         for p in found:
-            table.add_row(
-                str(p.household_id)[:13], str(p.id)[:13], _name(p), str(p.birth_year or "")
-            )
+            table.add_row(_short(p.household_id), _short(p.id), _name(p), str(p.birth_year or ""))
         out.print(table)
 
 
 @app.command()
 def service(
-    household_id: Annotated[str, typer.Argument(help="A household id or its start.")],
+    household_id: Annotated[str, typer.Argument(help="A household id (as listed).")],
     service_name: Annotated[str, typer.Argument(metavar="SERVICE", help="food_ration, tent...")],
     quantity: Annotated[float, typer.Option(help="How much.")] = 1,
     unit: Annotated[str | None, typer.Option(help="kg, AFN...")] = None,
-    person: Annotated[str | None, typer.Option(help="The member served (id or its start).")] = None,
+    person: Annotated[str | None, typer.Option(help="The member served (id as shown).")] = None,
 ) -> None:
     """Record a service delivered to a household."""
     with _tablet() as tablet:
         hid = _resolve(tablet, household_id)
         pid = _resolve(tablet, person, person=True) if person else None
         delivery = tablet.record_service(hid, service_name, quantity, unit, pid)
-        out.print(f"Recorded {delivery.service} for household {hid[:13]}; sync to send it.")
+        out.print(f"Recorded {delivery.service} for household {_short(hid)}; sync to send it.")
 
 
 # --------------------------------------------------------------------------- sync
@@ -469,7 +473,7 @@ def status() -> None:
                 why = " ".join(x for x in (issue.reason, issue.detail) if x)
                 listing.add_row(
                     issue.at.strftime("%Y-%m-%d %H:%M"),
-                    f"{issue.entity} {str(issue.record_id)[:13]}",
+                    f"{issue.entity} {_short(issue.record_id)}",
                     issue.outcome,
                     why,
                 )
