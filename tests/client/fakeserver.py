@@ -127,6 +127,7 @@ class FakeServer:
     clock: Clock = field(default_factory=lambda: Clock(node=secrets.randbits(64)))
     requests: list[str] = field(default_factory=list)
     applied_ops: int = 0
+    max_page_size: int = 1000
     wipe_key: Ed25519PrivateKey | None = None
     """Signs wipe orders when set: a forger's key."""
 
@@ -484,7 +485,11 @@ class FakeServer:
         if device.revoked:
             return self._wipe_order(device)
         cursor = int(request.url.params.get("cursor", 0))
-        limit = min(int(request.url.params.get("limit", 500)), 1000)
+        limit = int(request.url.params.get("limit", 500))
+        if limit > self.max_page_size:
+            return _error(
+                ErrorCode.VALIDATION_ERROR, "limit too high", {"limit": self.max_page_size}
+            )
         rows = sorted(
             (s.seq, rid)
             for rid, s in self.records.items()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from campsync_client import Tablet, _replica
+from campsync_client import Tablet, _outbox
 
 from tests.client.conftest import FAST_RETRY, PIN
 from tests.client.fakeserver import FakeServer
@@ -59,7 +59,7 @@ def _work(tablet: Tablet) -> None:
 def test_crash_at_every_step_boundary(
     server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_replica, "MAX_BATCH_OPS", 3)  # several batches, several seals and acks
+    monkeypatch.setattr(_outbox, "MAX_BATCH_OPS", 3)  # several batches, several seals and acks
     crash_at = 1
     while True:
         server = FakeServer()

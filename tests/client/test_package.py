@@ -47,11 +47,16 @@ def test_public_api_is_documented() -> None:
             for member, value in vars(obj).items():
                 if not member.startswith("_") and callable(value):
                     assert inspect.getdoc(value), f"{name}.{member}"
-    assert set(campsync_client.Tablet.__mro__[1].__dict__) >= {
+    local = {
         "register_household", "add_person", "update_household", "update_person", "add_needs",
-        "remove_needs", "delete_household", "record_service", "record_referral", "households",
-        "household", "person", "search", "pending", "conflicts", "export_batches",
+        "remove_needs", "delete_household", "delete_person", "record_service", "record_referral",
+        "void_service", "households", "household", "person", "services", "referrals", "search",
+        "pending", "conflicts", "status", "export_batches", "change_pin",
     }  # fmt: skip
+    for cls in (campsync_client.Tablet, campsync_client.AsyncTablet):
+        for name in local | {"enroll", "open", "sync"}:
+            assert inspect.getdoc(getattr(cls, name)), f"{cls.__name__}.{name}"
+    assert inspect.iscoroutinefunction(campsync_client.AsyncTablet.sync)
 
 
 def test_error_hierarchy() -> None:

@@ -19,7 +19,7 @@ from campsync_client import (
     UntrustedServer,
     Wiped,
     WrongPin,
-    _replica,
+    _outbox,
     _sync,
 )
 from campsync_client._http import Pause, run
@@ -236,7 +236,7 @@ def test_exported_batches_then_sync_apply_once(
 def test_many_batches_and_pages(
     make_tablet: TabletFactory, server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_replica, "MAX_BATCH_OPS", 7)
+    monkeypatch.setattr(_outbox, "MAX_BATCH_OPS", 7)
     monkeypatch.setattr(_sync, "PAGE_SIZE", 5)
     a, b = make_tablet(), make_tablet()
     for i in range(12):
@@ -246,6 +246,16 @@ def test_many_batches_and_pages(
     assert report.pushed == 36
     assert b.sync().pulled == 36
     assert snapshot(a) == snapshot(b) == server_snapshot(server)
+
+
+def test_pages_shrink_to_the_servers_limit(make_tablet: TabletFactory, server: FakeServer) -> None:
+    a, b = make_tablet(), make_tablet()
+    for i in range(5):
+        a.register_household({"given_name": f"Name{i}"})
+    a.sync()
+    server.max_page_size = 3
+    assert b.sync().pulled == 10
+    assert snapshot(a) == snapshot(b)
 
 
 def test_double_distribution_is_kept_and_flagged(make_tablet: TabletFactory) -> None:

@@ -7,65 +7,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from campsync_sync import (
     DeleteOp,
     Entity,
-    EventState,
     Operation,
     RecordState,
     ReferralOp,
     Rejected,
     ServiceOp,
     VoidOp,
-    name_keys,
     normalize_operation,
-    similarity,
     uuid7,
 )
 from campsync_sync.fields import DELETE_REASONS
 from pydantic import ValidationError as PydanticError
 
-from campsync_client._edits import (
-    clean_fields,
-    household_of,
-    patch,
-    person_of,
-    referral_of,
-    service_of,
-    set_patch,
-)
-from campsync_client._errors import RecordNotFound, StoreError, ValidationError, Wiped
-from campsync_client._models import (
-    EditOutcome,
-    Household,
-    Person,
-    Referral,
-    ServiceDelivery,
-    TabletStatus,
-)
-from campsync_client._replica import NAME_FIELDS, Replica
+from campsync_client._core import Id, parse_id
+from campsync_client._edits import clean_fields, patch, set_patch
+from campsync_client._errors import ValidationError
+from campsync_client._models import Household, Person, Referral, ServiceDelivery
+from campsync_client._reads import Reads
 
 __all__ = ["TabletBase"]
-
-MAX_QUERY: Final = 200
-_ISSUES: Final = ("conflict", "flagged", "rejected")
-
-Id = uuid.UUID | str
-
-
-def _id(value: Id, what: str = "id") -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise ValidationError(what, "invalid_format", f"{what}: must be a UUID") from None
 
 
 def _event(op: ServiceOp | ReferralOp | VoidOp) -> Operation:
@@ -84,104 +51,8 @@ def _pydantic(exc: PydanticError) -> ValidationError:
     return ValidationError(field, first["type"], f"{field}: {first['msg']}")
 
 
-def _outcome(
-    op_id: str,
-    batch_id: str,
-    op: str,
-    entity: str,
-    record_id: str,
-    outcome: str,
-    reason: str | None,
-    detail: str | None,
-    conflicts: int,
-    flags: int,
-    at: str,
-) -> EditOutcome:
-    return EditOutcome(
-        op_id=uuid.UUID(op_id),
-        batch_id=uuid.UUID(batch_id),
-        operation=op,
-        entity=entity,
-        record_id=uuid.UUID(record_id),
-        outcome=outcome,
-        reason=reason,
-        detail=detail,
-        conflicts=conflicts,
-        flags=flags,
-        at=dt.datetime.fromisoformat(at),
-    )
-
-
-class TabletBase:
-    """Local registration, reading and export on an open tablet store."""
-
-    def __init__(self, replica: Replica, server_url: str) -> None:
-        self._replica: Replica | None = replica
-        self._server_url = server_url
-        self._wiped = False
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def _r(self) -> Replica:
-        if self._wiped:
-            raise Wiped
-        if self._replica is None:
-            raise StoreError("this tablet is closed")
-        return self._replica
-
-    def _mark_wiped(self) -> None:
-        self._wiped = True
-        self._replica = None
-
-    @property
-    def device_id(self) -> uuid.UUID:
-        """This tablet's device id, given by the server at enrolment."""
-        return self._r.identity.device_id
-
-    @property
-    def camp_id(self) -> str:
-        """The camp this tablet is enrolled in; it holds and syncs that camp's records only."""
-        return self._r.identity.camp_id
-
-    @property
-    def server_url(self) -> str:
-        """The server this tablet syncs with."""
-        return self._server_url
-
-    @property
-    def wiped(self) -> bool:
-        """Whether the server revoked this tablet and it wiped itself."""
-        return self._wiped
-
-    def change_pin(self, new_pin: str) -> None:
-        """Protect the store with a new PIN from now on.
-
-        Raises:
-            ValidationError: when the new PIN is too short or too long.
-        """
-        self._r.store.change_pin(new_pin)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _live(self, record_id: Id, entity: Entity) -> RecordState:
-        rid = _id(record_id)
-        row = self._r.row(rid)
-        view = None if row is None else row.view
-        if (
-            row is None
-            or row.entity != entity
-            or not isinstance(view, RecordState)
-            or view.is_deleted
-            or view.erased
-        ):
-            raise RecordNotFound(entity.value, rid)
-        return view
-
-    def _commit(self, ops: Sequence[Operation | None]) -> None:
-        todo = [op for op in ops if op is not None]
-        if todo:
-            self._r.commit(todo)
+class TabletBase(Reads):
+    """Local registration, editing, reading and export on an open tablet store."""
 
     # ------------------------------------------------------------------ registering
 
@@ -230,7 +101,7 @@ class TabletBase:
             RecordNotFound: when the household is not live on this tablet.
             ValidationError: for an unknown field or an invalid value.
         """
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         self._live(hid, Entity.HOUSEHOLD)
         values, sets = clean_fields(Entity.PERSON, fields, reserved=frozenset({"household_id"}))
         values["household_id"] = str(hid)
@@ -248,7 +119,7 @@ class TabletBase:
             RecordNotFound: when the household is not live on this tablet.
             ValidationError: for an unknown field or an invalid value.
         """
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         current = self._live(hid, Entity.HOUSEHOLD)
         values, sets = clean_fields(Entity.HOUSEHOLD, fields)
         if "head_person_id" in values and values["head_person_id"] is not None:
@@ -263,7 +134,7 @@ class TabletBase:
             RecordNotFound: when the person, or the household moved to, is not live here.
             ValidationError: for an unknown field or an invalid value.
         """
-        pid = _id(person_id)
+        pid = parse_id(person_id)
         current = self._live(pid, Entity.PERSON)
         values, sets = clean_fields(Entity.PERSON, fields)
         if "household_id" in values:
@@ -282,7 +153,7 @@ class TabletBase:
     def _set(
         self, household_id: Id, name: str, elements: Iterable[str], *, present: bool
     ) -> Household:
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         current = self._live(hid, Entity.HOUSEHOLD)
         op = set_patch(
             Entity.HOUSEHOLD, hid, current, self._r.now(), name, elements, present=present
@@ -301,7 +172,7 @@ class TabletBase:
             RecordNotFound: when the household is not live on this tablet.
             ValidationError: for another reason.
         """
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         current = self._live(hid, Entity.HOUSEHOLD)
         self._check_reason(reason)
         hlc = self._r.now()
@@ -318,7 +189,7 @@ class TabletBase:
             RecordNotFound: when the person is not live on this tablet.
             ValidationError: for an unknown reason.
         """
-        pid = _id(person_id)
+        pid = parse_id(person_id)
         current = self._live(pid, Entity.PERSON)
         self._check_reason(reason)
         self._commit([self._delete(Entity.PERSON, pid, current, self._r.now(), reason)])
@@ -348,7 +219,7 @@ class TabletBase:
     def _member(self, household_id: uuid.UUID, person_id: Id | None) -> uuid.UUID | None:
         if person_id is None:
             return None
-        pid = _id(person_id, "person_id")
+        pid = parse_id(person_id, "person_id")
         person = self._live(pid, Entity.PERSON)
         if person.values.get("household_id") != str(household_id):
             raise ValidationError("person_id", "not_a_member", "person_id: not in this household")
@@ -381,7 +252,7 @@ class TabletBase:
             RecordNotFound: when the household is not live on this tablet.
             ValidationError: for an unknown service or an invalid quantity or unit.
         """
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         self._live(hid, Entity.HOUSEHOLD)
         try:
             op = ServiceOp(
@@ -422,7 +293,7 @@ class TabletBase:
             RecordNotFound: when the household is not live on this tablet.
             ValidationError: for an unknown category, urgency or status.
         """
-        hid = _id(household_id)
+        hid = parse_id(household_id)
         self._live(hid, Entity.HOUSEHOLD)
         try:
             op = ReferralOp(
@@ -447,7 +318,7 @@ class TabletBase:
             service_id: the delivery.
             reason: ``recorded_in_error``, ``duplicate``, ``not_delivered`` or ``other``.
         """
-        sid = _id(service_id)
+        sid = parse_id(service_id)
         self.service(sid)
         try:
             op = VoidOp(
@@ -457,184 +328,3 @@ class TabletBase:
             raise _pydantic(exc) from None
         self._commit([_event(op)])
         return self.service(sid)
-
-    # ------------------------------------------------------------------ reading
-
-    def households(self, *, include_deleted: bool = False) -> list[Household]:
-        """Every household on this tablet (its camp), oldest first, with members."""
-        r = self._r
-        pending = r.pending_ids()
-        members: dict[str, list[Person]] = {}
-        for pid, state in r.views(Entity.PERSON):
-            assert isinstance(state, RecordState)  # noqa: S101
-            person = person_of(pid, state, pending=str(pid) in pending)
-            members.setdefault(str(person.household_id), []).append(person)
-        out = []
-        for hid, state in r.views(Entity.HOUSEHOLD, live=not include_deleted):
-            assert isinstance(state, RecordState)  # noqa: S101
-            key = str(hid)
-            out.append(household_of(hid, state, members.get(key, ()), pending=key in pending))
-        return sorted(out, key=lambda h: h.id)
-
-    def household(self, household_id: Id) -> Household:
-        """One live household with its members.
-
-        Raises:
-            RecordNotFound: when there is no live household with that id here.
-        """
-        hid = _id(household_id)
-        state = self._live(hid, Entity.HOUSEHOLD)
-        people = self._r.views(Entity.PERSON, household_id=hid)
-        pending = self._r.pending_ids([hid, *(pid for pid, _ in people)])
-        members = [
-            person_of(pid, s, pending=str(pid) in pending)
-            for pid, s in people
-            if isinstance(s, RecordState)
-        ]
-        return household_of(hid, state, members, pending=str(hid) in pending)
-
-    def person(self, person_id: Id) -> Person:
-        """One live person.
-
-        Raises:
-            RecordNotFound: when there is no live person with that id here.
-        """
-        pid = _id(person_id)
-        state = self._live(pid, Entity.PERSON)
-        return person_of(pid, state, pending=bool(self._r.pending_ids([pid])))
-
-    def _event_state(self, event_id: Id, entity: Entity) -> tuple[EventState, bool]:
-        eid = _id(event_id)
-        row = self._r.row(eid)
-        view = None if row is None else row.view
-        if row is None or row.entity != entity or not isinstance(view, EventState):
-            raise RecordNotFound(entity.value, eid)
-        return view, bool(self._r.pending_ids([eid]))
-
-    def service(self, service_id: Id) -> ServiceDelivery:
-        """One service delivery.
-
-        Raises:
-            RecordNotFound: when there is none with that id here.
-        """
-        state, pending = self._event_state(service_id, Entity.SERVICE_DELIVERY)
-        return service_of(state, pending=pending)
-
-    def referral(self, referral_id: Id) -> Referral:
-        """One referral.
-
-        Raises:
-            RecordNotFound: when there is none with that id here.
-        """
-        state, pending = self._event_state(referral_id, Entity.REFERRAL)
-        return referral_of(state, pending=pending)
-
-    def services(self, household_id: Id | None = None) -> list[ServiceDelivery]:
-        """Service deliveries, of one household or all, in delivery order."""
-        hid = None if household_id is None else _id(household_id)
-        found = self._r.views(Entity.SERVICE_DELIVERY, household_id=hid)
-        pending = self._r.pending_ids(None if hid is None else [eid for eid, _ in found])
-        out = [
-            service_of(s, pending=str(eid) in pending)
-            for eid, s in found
-            if isinstance(s, EventState)
-        ]
-        return sorted(out, key=lambda s: (s.delivered_at, s.id))
-
-    def referrals(self, household_id: Id | None = None) -> list[Referral]:
-        """Referrals, of one household or all."""
-        hid = None if household_id is None else _id(household_id)
-        found = self._r.views(Entity.REFERRAL, household_id=hid)
-        pending = self._r.pending_ids(None if hid is None else [eid for eid, _ in found])
-        out = [
-            referral_of(s, pending=str(eid) in pending)
-            for eid, s in found
-            if isinstance(s, EventState)
-        ]
-        return sorted(out, key=lambda r: r.id)
-
-    def search(self, text: str, *, limit: int = 20) -> list[Person]:
-        """Find people by name, tolerant of transliteration, or by document number or phone.
-
-        ``Mohammad``, ``Muhammad`` and ``Mohammed`` find each other (the keys of
-        ``campsync_sync.names``); results are ranked best first. Names are looked up through
-        blind-index tokens: the store holds no name in clear, not even for search.
-
-        Raises:
-            ValidationError: for a query longer than 200 characters.
-        """
-        if len(text) > MAX_QUERY:
-            raise ValidationError("text", "too_long", f"text: at most {MAX_QUERY} characters")
-        r = self._r
-        compact = "".join(text.split())
-        exact = {r.vault.token("doc", compact.upper()), r.vault.token("phone", compact.lstrip("+"))}
-        tokens = {r.vault.token("name", key) for key in name_keys([text])}
-        hits = r.lookup(tokens | exact)
-        exact_hits = set(r.lookup(exact)) if compact else set()
-        pending = r.pending_ids(uuid.UUID(pid) for pid in hits)
-        ranked: list[tuple[float, Person]] = []
-        for pid, _entity, state in r.views_of(hits):
-            assert isinstance(state, RecordState)  # noqa: S101
-            names = [state.values.get(f) for f in NAME_FIELDS]
-            score = 2.0 if str(pid) in exact_hits else hits[str(pid)] + similarity(text, names)
-            ranked.append((score, person_of(pid, state, pending=str(pid) in pending)))
-        ranked.sort(key=lambda item: (-item[0], item[1].id))
-        return [person for _, person in ranked[:limit]]
-
-    # ------------------------------------------------------------------ sync bookkeeping
-
-    def pending(self) -> int:
-        """How many operations the server has not yet acknowledged."""
-        return self._r.pending_count()
-
-    def conflicts(self, *, include_applied: bool = False) -> list[EditOutcome]:
-        """What the server did with this tablet's edits, newest first.
-
-        By default only the operations that need a look: conflicts (kept for coordinator
-        review), flagged ones (e.g. a possible double distribution) and rejected ones.
-        """
-        rows = self._r.outcomes(None if include_applied else _ISSUES)
-        return [_outcome(*row) for row in rows]
-
-    def status(self) -> TabletStatus:
-        """Identity, queue and sync position, with no personal data."""
-        r = self._r
-        return TabletStatus(
-            device_id=r.identity.device_id,
-            camp_id=r.identity.camp_id,
-            server_url=self._server_url,
-            pending=r.pending_count(),
-            sealed_batches=len(r.sealed_batches()),
-            last_sync_at=r.last_sync_at(),
-            cursor=r.cursor,
-            open_issues=len(r.outcomes(_ISSUES)),
-        )
-
-    def export_batches(self, directory: str | os.PathLike[str]) -> list[Path]:
-        """Seal everything pending and write each unacknowledged batch to ``directory``.
-
-        Each file is ``<batch_id>.batch``: a sealed, signed envelope that only the server can
-        open, for carrying on a USB stick to ``campsync admin import-batches``. The batches stay
-        queued: a later :meth:`sync` sends the very same bytes, so whichever arrives second is
-        recognised and nothing is applied twice.
-
-        Returns:
-            The files written, in seq order.
-        """
-        r = self._r
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
-        while r.seal_next() is not None:
-            pass
-        written = []
-        for batch in r.sealed_batches():
-            path = target / f"{batch.batch_id}.batch"
-            partial = target / f".{batch.batch_id}.batch.part"
-            fd = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(batch.envelope)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
-            written.append(path)
-        return written

@@ -14,6 +14,7 @@ happened. That is what lets the sync engine be killed at any point and resume.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 from campsync_client._crypto import KdfParams, Vault, derive_kek, new_wrapped_key, rewrap, unwrap
 from campsync_client._errors import StoreError, StoreExists, StoreNotFound
 
-__all__ = ["Store"]
+__all__ = ["Store", "remove_files", "utcnow"]
 
 FORMAT: Final = "1"
 
@@ -284,3 +285,8 @@ def remove_files(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{path}{suffix}").unlink()
+
+
+def utcnow() -> str:
+    """The current UTC time as stored (ISO 8601)."""
+    return dt.datetime.now(dt.UTC).isoformat()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError as PydanticError
 
+from campsync_client import _outbox as outbox
 from campsync_client._errors import (
     AuthError,
     BatchRejected,
@@ -51,10 +53,14 @@ from campsync_client._errors import (
 from campsync_client._http import Flow, Pause, RetryPolicy
 from campsync_client._identity import ServerKeys, verify_manifest, verify_wipe_order
 from campsync_client._models import SyncProgress, SyncReport
-from campsync_client._replica import Replica, SealedBatch
+from campsync_client._outbox import SealedBatch
+from campsync_client._replica import Replica
 from campsync_client._version import __version__
 
 __all__ = ["PAGE_SIZE", "Session", "enroll_flow"]
+
+log = logging.getLogger("campsync_client")
+"""Ids, counts and status codes only: nothing personal is ever logged."""
 
 PAGE_SIZE: Final = 500
 TOKEN_LIFETIME: Final = 600.0
@@ -113,6 +119,15 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _page_limit(response: httpx.Response) -> int | None:
+    """The page size a ``422`` answer to a pull says the server allows, if it says so."""
+    if response.status_code != 422:
+        return None
+    details = _error_body(response)[2]
+    limit = details.get("limit") if isinstance(details, dict) else None
+    return limit if isinstance(limit, int) and 0 < limit < PAGE_SIZE else None
+
+
 def _raise_for(
     response: httpx.Response,
     *,
@@ -149,7 +164,9 @@ def _send(
             failure = f"server busy ({response.status_code})"
         if attempt >= retry.attempts:
             raise TransportError(failure, batch_id=batch_id)
-        yield Pause(retry.delay(attempt, retry_after))
+        delay = retry.delay(attempt, retry_after)
+        log.info("%s; retry %d in %.1fs", failure, attempt, delay)
+        yield Pause(delay)
 
 
 def enroll_flow(
@@ -209,6 +226,7 @@ class Session:
         self.identity = replica.identity
         self.base = server_url.rstrip("/")
         self.retry = retry
+        self.page_size = PAGE_SIZE
         self._token: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ sync
@@ -224,6 +242,7 @@ class Session:
                 raise DeviceRevoked(
                     403, "device_revoked", "revoked, but the wipe order does not verify"
                 ) from None
+            log.warning("device %s revoked: wipe order verified, wiping", self.identity.device_id)
             self.replica.store.wipe()
             report.wiped = True
             return report
@@ -247,20 +266,23 @@ class Session:
 
     def _push_all(self, report: SyncReport, progress: Progress | None) -> Flow[None]:
         replica = self.replica
-        total = replica.pending_count()
+        total = outbox.pending_count(replica)
         if total and progress is not None:
             progress(SyncProgress("push", 0, total))
-        if replica.unsealed_count():
+        if outbox.unsealed_count(replica):
             # Rotation is monthly: one small request keeps new batches on the current key.
             yield from self.refresh_manifest()
         done = 0
         while True:
-            sealed = replica.sealed_batches()
-            batch = sealed[0] if sealed else replica.seal_next()
+            sealed = outbox.sealed_batches(replica)
+            batch = sealed[0] if sealed else outbox.seal_next(replica)
             if batch is None:
                 return
             receipt = yield from self._push(batch)
-            results = replica.apply_receipt(batch, receipt)
+            results = outbox.apply_receipt(replica, batch, receipt)
+            log.info(
+                "batch %s seq %d acknowledged (%d operations)", batch.batch_id, batch.seq, batch.ops
+            )
             report.batches += 1
             report.pushed += batch.ops
             for result in results:
@@ -301,9 +323,10 @@ class Session:
                 return receipt
             code = _error_body(response)[0]
             if code in ("key_destroyed", "unknown_key") and not resealed:
+                log.info("batch %s: %s, sealing it again", batch.batch_id, code)
                 # The key we sealed to is gone: same batch id, same seq, current key.
                 yield from self.refresh_manifest()
-                batch = self.replica.reseal(batch.batch_id)
+                batch = outbox.reseal(self.replica, batch.batch_id)
                 resealed = True
                 continue
             _raise_for(response, batch_id=batch.batch_id, kind=BatchRejected)
@@ -343,6 +366,9 @@ class Session:
             page = yield from self._pull_page(cursor)
             self.replica.apply_page(page)
             report.pulled += len(page.changes)
+            log.debug(
+                "pulled %d changes, cursor %d -> %d", len(page.changes), cursor, page.next_cursor
+            )
             if progress is not None:
                 progress(SyncProgress("pull", report.pulled))
             if not page.has_more:
@@ -352,19 +378,25 @@ class Session:
 
     def _pull_page(self, cursor: int) -> Flow[PullPage]:
         url = f"{self.base}/v1/sync/changes"
-        params = {"cursor": cursor, "limit": PAGE_SIZE}
-        for attempt in (1, 2):
+        fresh_token = smaller_page = False
+        while True:
             token = yield from self._device_token()
+            params = {"cursor": cursor, "limit": self.page_size}
             headers = {**_HEADERS, "Authorization": f"Bearer {token}"}
             get = partial(httpx.Request, "GET", url, params=params, headers=headers)
             response = yield from _send(self.retry, get)
-            if response.status_code == 401 and attempt == 1:
-                self._token = None  # expired or the server restarted: one fresh token
+            if response.status_code == 401 and not fresh_token:
+                self._token = None  # expired, or the server restarted: one fresh token
+                fresh_token = True
+                continue
+            limit = _page_limit(response)
+            if limit is not None and not smaller_page:
+                self.page_size = limit  # the deployment caps pages below our default
+                smaller_page = True
                 continue
             if response.status_code != 200:
                 _raise_for(response)
             return self._open_page(response.content, cursor)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _open_page(self, data: bytes, cursor: int) -> PullPage:
         try:
