@@ -25,7 +25,7 @@ from api.security import hash_token
 from api.types import utcnow
 from api.users.models import ApiToken, AppUser, UserCamp
 
-_bearer = HTTPBearer(auto_error=False)
+bearer_scheme = HTTPBearer(auto_error=False)
 
 
 def authenticate_token(session: Session, token: str) -> Principal:
@@ -85,7 +85,7 @@ class Policy:
     def __call__(
         self,
         session: SessionDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Principal | None:
         if self.public:
             return None
