@@ -51,7 +51,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from api.devices.models import Device
-from api.registry import store
+from api.registry import bulk, store
 from api.registry.models import Conflict, Flag
 from api.sync.models import Quarantine
 
@@ -538,7 +538,7 @@ class BatchMerger:
         store.insert_ignoring_duplicates(self.session, _CONFLICT_TABLE, self.conflicts)
         store.insert_ignoring_duplicates(self.session, _FLAG_TABLE, self.flags)
         if self.quarantine:
-            self.session.execute(_QUARANTINE_TABLE.insert(), self.quarantine)
+            bulk.write(self.session, _QUARANTINE_TABLE, self.quarantine)
 
 
 def _event_entity(op: Operation) -> str:
