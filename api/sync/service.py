@@ -50,7 +50,7 @@ from api.devices.service import DeviceUnknown, revoked_error
 from api.errors import DomainError
 from api.registry import store
 from api.sync.keys import Keyring, KeySet
-from api.sync.merge import BatchMerger, Clamper, Prepared, prepare
+from api.sync.merge import BatchMerger, Clamper, Prepared, parse_typed, prepare
 from api.sync.models import Batch as BatchRow
 from api.sync.models import Quarantine
 from api.types import utcnow
@@ -224,10 +224,12 @@ def _parse_batch(
         )
     if raw.get("protocol") != PROTOCOL_VERSION:
         raise UnsupportedVersion("the batch's protocol version is not supported")
-    try:
-        batch = Batch.model_validate(raw)
-    except ValidationError:
-        raise BadPlaintext("the batch does not match the Batch schema") from None
+    batch: Batch | None = parse_typed(plaintext)
+    if batch is None:
+        try:
+            batch = Batch.model_validate(raw)
+        except ValidationError:
+            raise BadPlaintext("the batch does not match the Batch schema") from None
     if (batch.batch_id, batch.device_id, batch.seq) != (header.batch, device.id, header.seq):
         raise BadPlaintext("the batch's id, device or seq differs from its envelope's")
     return batch
