@@ -1,6 +1,7 @@
 """Ingest benchmark: sealed batches over HTTP into a real server, against the raw bulk upsert.
 
-    .venv/bin/python bench/ingest.py [--db sqlite|postgresql] [--url URL] [--records N] [--devices K]
+    .venv/bin/python bench/ingest.py [--db sqlite|postgresql] [--url URL] [--records N]
+                                     [--devices K]
 
 It starts ``campsync serve`` (2 workers on PostgreSQL), enrols K simulated tablets, seals
 batches of 500 operations (households and their people, 1 to 5) before the clock starts, and
@@ -112,7 +113,8 @@ class Server:
             pid = pids.pop()
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-                total += int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1])
+                rss = next(ln for ln in status.splitlines() if ln.startswith("VmRSS"))
+                total += int(rss.split()[1])
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     pids += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, StopIteration):
@@ -310,7 +312,9 @@ def main() -> None:
             tablets.append(tablet)
         pushers, puller = tablets[:-1], tablets[-1]
         plans = workload(pushers, args.records)
-        sealed = [[t.seal_batch(batch) for batch in plan] for t, plan in zip(pushers, plans, strict=True)]
+        sealed = [
+            [t.seal_batch(batch) for batch in plan] for t, plan in zip(pushers, plans, strict=True)
+        ]
         total = sum(len(b) for plan in plans for b in plan)
         latencies: list[float] = []
         failures: list[str] = []
@@ -330,9 +334,13 @@ def main() -> None:
                     for result in tablet.receipt(response.content).results:
                         outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
 
-        print(f"campsync ingest benchmark: {args.db}, {workers} worker(s), {args.devices} devices, "
-              f"{total} records in batches of {BATCH} (machine shared with the database)")
-        threads = [threading.Thread(target=push, args=(t, s)) for t, s in zip(pushers, sealed, strict=True)]
+        print(
+            f"campsync ingest benchmark: {args.db}, {workers} worker(s), {args.devices} devices, "
+            f"{total} records in batches of {BATCH} (machine shared with the database)"
+        )
+        threads = [
+            threading.Thread(target=push, args=(t, s)) for t, s in zip(pushers, sealed, strict=True)
+        ]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -359,27 +367,36 @@ def main() -> None:
     raw_per_s = total / seconds
     ms = [x * 1000 for x in latencies]
     p50, p99 = statistics.median(ms), percentile(ms, 0.99)
-    print(f"  push over HTTP:   {records_per_s:9,.0f} records/s  ({push_seconds:.1f} s, outcomes {outcomes})")
+    print(
+        f"  push over HTTP:   {records_per_s:9,.0f} records/s  "
+        f"({push_seconds:.1f} s, outcomes {outcomes})"
+    )
     print(f"  raw bulk upsert:  {raw_per_s:9,.0f} records/s  ({seconds:.1f} s)")
     print(f"  ratio:            {records_per_s / raw_per_s:9.2f}")
     print(f"  batch latency:    p50 {p50:.0f} ms, p99 {p99:.0f} ms")
     print(f"  server RSS peak:  {rss_peak:.0f} MB (all worker processes)")
-    print(f"  provisioning pull: {len(rows) / pull_seconds:8,.0f} records/s  ({len(rows)} records, "
-          f"{people} people, {pages} pages, {pull_seconds:.1f} s)")
-    print(json.dumps({
-        "db": args.db,
-        "workers": workers,
-        "devices": args.devices,
-        "records": total,
-        "records_per_s": round(records_per_s),
-        "raw_records_per_s": round(raw_per_s),
-        "ratio": round(records_per_s / raw_per_s, 3),
-        "p50_ms": round(p50, 1),
-        "p99_ms": round(p99, 1),
-        "server_rss_mb": round(rss_peak, 1),
-        "pull_records_per_s": round(len(rows) / pull_seconds),
-        "failed_batches": len(failures),
-    }))
+    print(
+        f"  provisioning pull: {len(rows) / pull_seconds:8,.0f} records/s  ({len(rows)} records, "
+        f"{people} people, {pages} pages, {pull_seconds:.1f} s)"
+    )
+    print(
+        json.dumps(
+            {
+                "db": args.db,
+                "workers": workers,
+                "devices": args.devices,
+                "records": total,
+                "records_per_s": round(records_per_s),
+                "raw_records_per_s": round(raw_per_s),
+                "ratio": round(records_per_s / raw_per_s, 3),
+                "p50_ms": round(p50, 1),
+                "p99_ms": round(p99, 1),
+                "server_rss_mb": round(rss_peak, 1),
+                "pull_records_per_s": round(len(rows) / pull_seconds),
+                "failed_batches": len(failures),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -104,6 +105,17 @@ def write(
     sql, converters = _statement(
         table, dialect, columns, tuple(update) if update is not None else None
     )
-    pairs = tuple(zip(columns, converters, strict=True))
-    params = [tuple(convert(row[name]) for name, convert in pairs) for row in rows]
+    getter = operator.itemgetter(*columns)
+    converting = [(i, convert) for i, convert in enumerate(converters) if convert is not _same]
+    params: list[Any] = []
+    for row in rows:
+        values = getter(row)
+        if len(columns) == 1:
+            values = (values,)
+        if converting:
+            values = list(values)
+            for i, convert in converting:
+                values[i] = convert(values[i])
+            values = tuple(values)
+        params.append(values)
     connection.exec_driver_sql(sql, params)
