@@ -14,6 +14,7 @@ import secrets
 import uuid
 
 from campsync_sync import (
+    PROTOCOL_VERSION,
     BadSignature,
     ChallengeResponse,
     DeviceToken,
@@ -151,6 +152,10 @@ def enroll_device(
     *, session: Session, keys: KeySet, request: EnrollmentRequest
 ) -> EnrollmentResponse:
     """Enrol a tablet with a one-time code and proof that it holds its signing key."""
+    if request.protocol != PROTOCOL_VERSION:
+        raise DomainError(
+            f"protocol {request.protocol} is not supported", code=ErrorCode.UNSUPPORTED_VERSION
+        )
     signing, exchange = _public_keys(request)
     now = utcnow()
     code = session.execute(
@@ -388,6 +393,7 @@ def touch_pull(session: Session, device: Device) -> None:
     now = utcnow()
     if device.last_pull_at is not None and now - device.last_pull_at < dt.timedelta(minutes=1):
         return
+    session.commit()  # end the pull's read snapshot: the update starts from a fresh one
     try:
         session.execute(update(Device).where(col(Device.id) == device.id).values(last_pull_at=now))
         session.commit()
