@@ -50,9 +50,10 @@ from api.devices.service import DeviceUnknown, revoked_error
 from api.errors import DomainError
 from api.registry import store
 from api.sync.keys import Keyring, KeySet
-from api.sync.merge import BatchMerger, Clamper, Prepared, parse_typed, prepare
+from api.sync.merge import BatchMerger
 from api.sync.models import Batch as BatchRow
 from api.sync.models import Quarantine
+from api.sync.prepare import Clamper, Prepared, parse_typed, prepare
 from api.types import utcnow
 
 MAX_QUARANTINED_BATCHES: Final = 1000
