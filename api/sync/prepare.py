@@ -63,10 +63,11 @@ class Clamper:
     def __init__(self, *, now: Callable[[], HLC], skew_ms: int) -> None:
         self.now = now
         self.skew_ms = skew_ms
-        self.threshold = now().millis + skew_ms
+        # HLC texts sort like the clocks: a string comparison tells what needs a clamp.
+        self.ceiling = f"{now().millis + skew_ms:012x}" + "f" * 20
 
     def __call__(self, text: str) -> tuple[str, bool]:
-        if int(text[:12], 16) <= self.threshold:
+        if text <= self.ceiling:
             return text, False
         server = self.now()
         limit = HLC(server.millis + self.skew_ms, server.counter, server.node)
@@ -76,6 +77,13 @@ class Clamper:
 
 def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool]:
     """The operation with every clock bounded, and whether any was clamped."""
+    if isinstance(op, PatchOp):
+        stamps = [w.hlc for w in op.fields.values()]
+        stamps += [c.hlc for changes in op.sets.values() for c in changes]
+        if not stamps or max(stamps) <= clamper.ceiling:
+            return op, False
+    elif op.hlc <= clamper.ceiling:
+        return op, False
     hit = False
 
     def bound(text: str) -> str:
