@@ -93,7 +93,11 @@ _in_flight_lock = threading.Lock()
 def _claim(batch_id: uuid.UUID) -> Iterator[None]:
     with _in_flight_lock:
         if batch_id in _in_flight:
-            raise _error(ErrorCode.BATCH_IN_FLIGHT, "this batch is being processed: retry soon")
+            raise DomainError(
+                "this batch is being processed: retry soon",
+                code=ErrorCode.BATCH_IN_FLIGHT,
+                headers={"Retry-After": "1"},
+            )
         _in_flight.add(batch_id)
     try:
         yield
