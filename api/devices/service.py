@@ -11,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
+import threading
+import time
 import uuid
+from collections import deque
 
 from campsync_sync import (
     PROTOCOL_VERSION,
@@ -340,29 +343,69 @@ def _fresh(stamp: str) -> bool:
     return stamp.isdigit() and int(stamp) > utcnow().timestamp()
 
 
+class FailureWindow:
+    """Failed attempts per key over a sliding window, in this process (OWASP API2)."""
+
+    def __init__(self, limit: int = 10, window: float = 900.0, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        """Refuse a key with too many recent failures (429, and when to come back)."""
+        now = time.monotonic()
+        with self._lock:
+            failures = self._failures.get(key)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if failures is not None and len(failures) >= self.limit:
+                wait = int(failures[0] + self.window - now) + 1
+                raise DomainError(
+                    "too many failed attempts: wait before trying again",
+                    code=ErrorCode.RATE_LIMITED,
+                    headers={"Retry-After": str(wait)},
+                )
+
+    def fail(self, key: str) -> None:
+        with self._lock:
+            if len(self._failures) >= self.max_keys:
+                self._failures.clear()  # bounded memory beats perfect memory
+            self._failures.setdefault(key, deque()).append(time.monotonic())
+
+
+token_failures = FailureWindow()
+
+
+def _challenge_signed(keys: KeySet, device: Device, request: TokenRequest) -> bool:
+    """Whether the challenge is fresh and ours, and the device's key signed it."""
+    parts = request.challenge.split(".")
+    if len(parts) != 3 or not _fresh(parts[0]):
+        return False
+    stamp, nonce, mac = parts
+    if not hmac.compare_digest(mac, keys.mac("challenge", str(device.id), stamp, nonce)):
+        return False
+    statement = f"{keys.deployment_id}\0{device.id}\0{request.challenge}".encode()
+    try:
+        verify_statement(
+            load_signing_public(device.signing_key), "device-token", statement, request.signature
+        )
+    except BadSignature:
+        return False
+    return True
+
+
 def issue_token(
     *, session: Session, keys: KeySet, settings: Settings, request: TokenRequest
 ) -> DeviceToken:
     """Exchange a signed challenge for a short-lived device token."""
     device = active_device(session, keys, request.device_id)
-    refused = Unauthenticated("the challenge or its signature is invalid")
-    parts = request.challenge.split(".")
-    if len(parts) != 3 or not _fresh(parts[0]):
-        raise refused
-    stamp, nonce, mac = parts
-    expected = keys.mac("challenge", str(device.id), stamp, nonce)
-    if not hmac.compare_digest(mac, expected):
-        raise refused
-    statement = f"{keys.deployment_id}\0{device.id}\0{request.challenge}".encode()
-    try:
-        verify_statement(
-            load_signing_public(device.signing_key),
-            "device-token",
-            statement,
-            request.signature,
-        )
-    except BadSignature:
-        raise refused from None
+    key = str(device.id)
+    token_failures.check(key)
+    if not _challenge_signed(keys, device, request):
+        token_failures.fail(key)
+        raise Unauthenticated("the challenge or its signature is invalid")
     expires = utcnow() + dt.timedelta(seconds=settings.device_token_ttl_seconds)
     exp = str(int(expires.timestamp()))
     token = f"{_TOKEN_PREFIX}.{device.id.hex}.{exp}.{keys.mac('token', device.id.hex, exp)}"
