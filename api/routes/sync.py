@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentDevice, Public
 from api.deps import EngineDep, KeyringDep, SessionDep, SettingsDep
-from api.devices import service as device_service
+from api.devices import tokens as device_tokens
 from api.errors import DomainError
 from api.sync import pull, service
 
@@ -154,7 +154,7 @@ def challenge(
     body: ChallengeRequest, session: SessionDep, keyring: KeyringDep
 ) -> ChallengeResponse:
     """Valid two minutes; signing it yields a device token."""
-    return device_service.issue_challenge(
+    return device_tokens.issue_challenge(
         session=session, keys=keyring.current(), device_id=body.device_id
     )
 
@@ -164,7 +164,7 @@ def token(
     body: TokenRequest, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
 ) -> DeviceToken:
     """Exchange a signed challenge for a bearer token bound to the device (15 minutes)."""
-    return device_service.issue_token(
+    return device_tokens.issue_token(
         session=session, keys=keyring.current(), settings=settings, request=body
     )
 
@@ -198,5 +198,5 @@ def changes(
     envelope = pull.pull_page(
         session=session, keys=keyring.current(), device=device, cursor=cursor, limit=limit
     )
-    device_service.touch_pull(session, device)
+    device_tokens.touch_pull(session, device)
     return Response(envelope, media_type=OCTETS)
