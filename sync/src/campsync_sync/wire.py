@@ -206,6 +206,8 @@ class Batch(WireModel):
     operator: Name | None = None
     hlc: HLCText
     ops: list[dict[str, JsonValue]] = Field(max_length=HARD_MAX_OPERATIONS)
+    backlog: int = Field(default=0, ge=0)
+    """Operations still waiting on the tablet after this batch; coordinators see it."""
 
     @classmethod
     def of(
