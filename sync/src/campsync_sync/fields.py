@@ -198,7 +198,11 @@ def _text(limit: int = _MAX_TEXT) -> Validator:
             raise FieldError(name, "empty", "must not be blank")
         if len(cleaned) > limit:
             raise FieldError(name, "too_long", f"must be at most {limit} characters")
-        if any(ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") for ch in cleaned):
+        # isprintable() is false for every control (and for the format characters Persian
+        # needs), so only such text pays for the character-by-character check.
+        if not cleaned.isprintable() and any(
+            ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") for ch in cleaned
+        ):
             raise FieldError(name, "invalid_value", "must not contain control characters")
         return cleaned
 
@@ -216,6 +220,8 @@ def _choice(options: tuple[str, ...]) -> Validator:
 
 def _ascii_digits(text: str) -> str:
     # Tablets with Dari or Pashto keyboards type Persian digits (U+06F0..); store ASCII.
+    if text.isascii():
+        return text
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
 

@@ -308,21 +308,7 @@ def normalize_operation(op: Operation) -> Operation:
     """
     try:
         if isinstance(op, PatchOp):
-            entity = Entity(op.entity)
-            fields = {
-                name: write.model_copy(update={"value": validate_field(entity, name, write.value)})
-                for name, write in op.fields.items()
-            }
-            sets = {
-                name: [
-                    change.model_copy(
-                        update={"element": validate_element(entity, name, change.element)}
-                    )
-                    for change in changes
-                ]
-                for name, changes in op.sets.items()
-            }
-            return op.model_copy(update={"fields": fields, "sets": sets})
+            return _normalize_patch(op)
         if isinstance(op, DeleteOp):
             _choose("reason", op.reason, DELETE_REASONS)
         elif isinstance(op, ServiceOp):
@@ -338,6 +324,32 @@ def normalize_operation(op: Operation) -> Operation:
         name = exc.field if exc.field in _SAFE_WORDS else "?"
         raise Rejected(reason or RejectReason.INVALID_VALUE, f"{name}: {exc.reason}") from None
     return op
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _normalize_patch(op: PatchOp) -> PatchOp:
+    # Senders should already send normal values, so copy only what normalising changed.
+    entity = Entity(op.entity)
+    fields = dict(op.fields)
+    changed = False
+    for name, write in op.fields.items():
+        value = validate_field(entity, name, write.value)
+        if not _same(value, write.value):
+            fields[name] = write.model_copy(update={"value": value})
+            changed = True
+    sets = dict(op.sets)
+    for name, set_changes in op.sets.items():
+        elements = [validate_element(entity, name, c.element) for c in set_changes]
+        if any(e != c.element for e, c in zip(elements, set_changes, strict=True)):
+            sets[name] = [
+                c.model_copy(update={"element": e})
+                for e, c in zip(elements, set_changes, strict=True)
+            ]
+            changed = True
+    return op.model_copy(update={"fields": fields, "sets": sets}) if changed else op
 
 
 def _choose(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -210,7 +210,8 @@ class Batch(WireModel):
     seq: int = Field(ge=1, lt=1 << 63)
     operator: Name | None = None
     hlc: HLCText
-    ops: list[dict[str, JsonValue]] = Field(max_length=HARD_MAX_OPERATIONS)
+    ops: list[dict[str, Any]] = Field(max_length=HARD_MAX_OPERATIONS)
+    """Raw JSON objects, read one by one with :func:`~campsync_sync.merge.read_operation`."""
     backlog: int = Field(default=0, ge=0)
     """Operations still waiting on the tablet after this batch; coordinators see it."""
 
@@ -233,7 +234,9 @@ class Batch(WireModel):
             seq=seq,
             hlc=hlc,
             operator=operator,
-            ops=[op.model_dump(mode="json") for op in ops],
+            # Defaults are left out (a tenth of a typical batch is ``"base": null``); the
+            # discriminator stays, since it has a default too.
+            ops=[{"op": op.op} | op.model_dump(mode="json", exclude_defaults=True) for op in ops],
             backlog=backlog,
         )
 
