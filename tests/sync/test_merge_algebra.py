@@ -90,7 +90,9 @@ def test_any_regrouping_converges(ops, rnd) -> None:
 
 @PROPERTY
 @given(op_lists(min_size=1, max_size=6), op_lists(max_size=6))
-def test_a_replica_folding_pending_operations_into_a_pulled_state_converges(pulled, pending) -> None:
+def test_a_replica_folding_pending_operations_into_a_pulled_state_converges(
+    pulled, pending
+) -> None:
     """What a tablet does: server state joined with its own unsent operations."""
     server = apply_all(pulled + pending)
     tablet = join(apply_all(pulled), apply_all(pending) or RecordState())

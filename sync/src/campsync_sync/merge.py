@@ -340,16 +340,10 @@ def _normalize_patch(op: PatchOp) -> PatchOp:
         if not _same(value, write.value):
             fields[name] = write.model_copy(update={"value": value})
             changed = True
-    sets = dict(op.sets)
     for name, set_changes in op.sets.items():
-        elements = [validate_element(entity, name, c.element) for c in set_changes]
-        if any(e != c.element for e, c in zip(elements, set_changes, strict=True)):
-            sets[name] = [
-                c.model_copy(update={"element": e})
-                for e, c in zip(elements, set_changes, strict=True)
-            ]
-            changed = True
-    return op.model_copy(update={"fields": fields, "sets": sets}) if changed else op
+        for change in set_changes:
+            validate_element(entity, name, change.element)  # a catalogue name: already normal
+    return op.model_copy(update={"fields": fields}) if changed else op
 
 
 def _choose(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -665,7 +659,7 @@ def apply_void(existing: EventState | None, op: VoidOp) -> tuple[EventState, OpE
     Raises:
         Rejected: ``unknown_target`` when no such event exists.
     """
-    if existing is None or existing.entity != op.entity:
+    if existing is None or existing.entity != op.entity or existing.id != op.id:
         raise Rejected(RejectReason.UNKNOWN_TARGET, "no such event to void")
     if existing.voided is not None and existing.voided <= op.hlc:
         return existing, OpEffect(Outcome.APPLIED, "noop")
