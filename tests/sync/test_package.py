@@ -35,17 +35,9 @@ PUBLIC = [
 ]  # fmt: skip
 
 MODULES = [
-    "envelope",
-    "errors",
-    "fields",
-    "hlc",
-    "ids",
-    "keys",
-    "merge",
-    "names",
-    "versions",
-    "wire",
-]
+    "envelope", "errors", "events", "fields", "hlc", "ids", "keys", "merge", "names",
+    "operations", "outcomes", "versions", "wire",
+]  # fmt: skip
 
 
 def test_the_package_exports_exactly_its_public_names() -> None:

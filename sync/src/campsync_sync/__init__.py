@@ -1,10 +1,14 @@
 """campsync_sync: the protocol shared by the campsync server and its clients.
 
 Pure functions and data only: wire schemas (:mod:`~campsync_sync.wire`), the domain catalogue
-(:mod:`~campsync_sync.fields`), sealed envelopes (:mod:`~campsync_sync.envelope`), keys
-(:mod:`~campsync_sync.keys`), hybrid logical clocks (:mod:`~campsync_sync.hlc`), merge rules
-(:mod:`~campsync_sync.merge`), transliteration-tolerant name keys (:mod:`~campsync_sync.names`) and
-the error catalogue (:mod:`~campsync_sync.errors`). No I/O happens in this package.
+(:mod:`~campsync_sync.fields`), sealed envelopes (:mod:`~campsync_sync.envelope`), keys and
+signed statements (:mod:`~campsync_sync.keys`), hybrid logical clocks (:mod:`~campsync_sync.hlc`),
+reading operations (:mod:`~campsync_sync.operations`), the registry merge
+(:mod:`~campsync_sync.merge`), events (:mod:`~campsync_sync.events`), what applying produces
+(:mod:`~campsync_sync.outcomes`), transliteration-tolerant name keys
+(:mod:`~campsync_sync.names`), UUIDv7 ids (:mod:`~campsync_sync.ids`), versions and limits
+(:mod:`~campsync_sync.versions`) and the error catalogue (:mod:`~campsync_sync.errors`).
+No I/O happens in this package. ``docs/protocol.md`` is the normative specification.
 """
 
 from campsync_sync.envelope import (

@@ -22,44 +22,38 @@ should not change the states they get back in place (unchanged set fields are sh
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from pydantic import ValidationError
-
-from campsync_sync.fields import (
-    DEFAULT_ENTITLEMENT_DAYS,
-    DELETE_REASONS,
-    ENTITY_FIELDS,
-    REFERRAL_CATEGORIES,
-    REFERRAL_STATUSES,
-    REFERRAL_URGENCIES,
-    SERVICES,
-    VOID_REASONS,
-    Entity,
-    FieldError,
-    identity_fields,
-    validate_element,
-    validate_field,
+# The events, operations and outcomes modules were split out of this one; their names stay
+# importable from here, where the first integrations found them.
+from campsync_sync.events import (
+    EventState,
+    apply_event_op,
+    apply_void,
+    double_distribution,
+    event_state_of,
 )
-from campsync_sync.versions import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
+from campsync_sync.fields import Entity, identity_fields
+from campsync_sync.operations import normalize_operation, read_operation
+from campsync_sync.outcomes import (
+    CONFLICT_NAMESPACE,
+    Conflict,
+    Flag,
+    OpEffect,
+    Rejected,
+    canonical_json,
+    conflict_id,
+)
 from campsync_sync.wire import (
     DeleteOp,
-    Operation,
     Outcome,
     PatchOp,
-    ReferralOp,
     RejectReason,
     RestoreOp,
     RowState,
-    ServiceOp,
     SetElement,
-    VoidOp,
-    parse_operation,
 )
 
 __all__ = [
@@ -83,22 +77,15 @@ __all__ = [
     "record_state_to_row",
 ]
 
-CONFLICT_NAMESPACE: Final = uuid.UUID("6f1c7a52-41d3-4c0e-9d4e-3f0b6c1d2e7a")
-"""Namespace of the deterministic ids of conflict and flag records."""
-
 _NODE: Final = slice(16, 32)
 """The node id inside an HLC's text form."""
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _wins(hlc: str, value: Any, other_hlc: str, other_value: Any) -> bool:
     """Whether (hlc, value) beats (other_hlc, other_value)."""
     if hlc != other_hlc:
         return hlc > other_hlc
-    return _canon(value) > _canon(other_value)
+    return canonical_json(value) > canonical_json(other_value)
 
 
 @dataclass(slots=True)
@@ -186,171 +173,6 @@ def join(a: RecordState, b: RecordState) -> RecordState:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """A clash kept for coordinator review. Its id is deterministic: replays create no twin.
-
-    ``kind`` is ``field`` (concurrent writes to an identity field), ``delete`` (a delete won
-    over concurrent edits of ``fields``) or ``edit_on_deleted`` (an edit reached a tombstone).
-    Set elements appear in ``fields`` and in the values as ``"set_name:element"`` keys.
-    """
-
-    id: uuid.UUID
-    kind: Literal["field", "delete", "edit_on_deleted"]
-    entity: Entity
-    entity_id: uuid.UUID
-    op_id: uuid.UUID
-    field: str | None
-    current_value: Any
-    current_hlc: str | None
-    incoming_value: Any
-    incoming_hlc: str
-    winner: Literal["current", "incoming"]
-    fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """A data-quality flag, e.g. a possible double distribution. Deterministic id."""
-
-    id: uuid.UUID
-    kind: Literal["double_distribution", "clock_clamped"]
-    entity: Entity
-    entity_id: uuid.UUID
-    related_ids: tuple[uuid.UUID, ...] = ()
-
-
-@dataclass(slots=True)
-class OpEffect:
-    """What one operation did.
-
-    Attributes:
-        outcome: the receipt outcome.
-        kind: create, update, delete, restore, event, void, or noop when nothing changed.
-        changes: fields (and ``set:element`` keys) whose stored value changed, with the new
-            value, plus ``deleted``/``restored`` for tombstone changes; what the history of
-            the record shows.
-        conflicts: conflict records to store.
-        flags: flag records to store.
-    """
-
-    outcome: Outcome
-    kind: Literal["create", "update", "delete", "restore", "event", "void", "noop"]
-    changes: dict[str, Any] = field(default_factory=dict)
-    conflicts: list[Conflict] = field(default_factory=list)
-    flags: list[Flag] = field(default_factory=list)
-
-
-class Rejected(Exception):
-    """An operation is invalid; it goes to quarantine with ``reason`` and ``detail``.
-
-    ``detail`` names fields and rules, never values, so it may go into a receipt or a log.
-    """
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def _conflict_id(op_id: uuid.UUID, tag: str) -> uuid.UUID:
-    return uuid.uuid5(CONFLICT_NAMESPACE, f"{op_id}:{tag}")
-
-
-# --------------------------------------------------------------------------- validation
-
-# Names that may appear in a rejection's detail: schema words and catalogue fields. Anything
-# else in an error location is a key the sender chose and could hold personal data.
-_SAFE_WORDS: Final = frozenset(
-    {"patch", "delete", "restore", "service", "referral", "void", "value", "hlc", "base"}
-    | {"element", "present"}
-    | {name for model in (PatchOp, DeleteOp, ServiceOp, ReferralOp) for name in model.model_fields}
-    | {name for specs in ENTITY_FIELDS.values() for name in specs}
-)
-
-
-def _where(exc: ValidationError) -> str:
-    error = exc.errors(include_url=False, include_input=False)[0]
-    parts = [p if isinstance(p, int) or p in _SAFE_WORDS else "?" for p in error["loc"]]
-    return f"{'.'.join(map(str, parts)) or 'operation'}: {error['type']}"[:200]
-
-
-def read_operation(raw: Any, *, schema_version: int = SCHEMA_VERSION) -> Operation:
-    """Upcast, parse and normalise one raw operation of a batch: what a receiver does per op.
-
-    Args:
-        raw: the operation as it came in the batch (a JSON object).
-        schema_version: the batch's schema version; older supported versions are upcast.
-
-    Raises:
-        Rejected: ``unsupported_schema``, ``invalid_operation`` (with the location and the
-            kind of the first error, never the value), ``unknown_field`` or ``invalid_value``.
-    """
-    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise Rejected(RejectReason.UNSUPPORTED_SCHEMA, f"schema {schema_version} is unknown")
-    # Schema 1 is the first; a later schema adds here one upcasting step per older version.
-    try:
-        op = parse_operation(raw)
-    except ValidationError as exc:
-        raise Rejected(RejectReason.INVALID_OPERATION, _where(exc)) from None
-    return normalize_operation(op)
-
-
-def normalize_operation(op: Operation) -> Operation:
-    """Validate every value of an operation against the domain catalogue.
-
-    Returns the operation with values in their normal form. Normalising is idempotent; a
-    sender must put normal values in its operations (and keep them so locally), or its
-    replica and the server's would hold different spellings under the same clock.
-
-    Raises:
-        Rejected: ``unknown_field`` or ``invalid_value``, with the field name as detail.
-    """
-    try:
-        if isinstance(op, PatchOp):
-            return _normalize_patch(op)
-        if isinstance(op, DeleteOp):
-            _choose("reason", op.reason, DELETE_REASONS)
-        elif isinstance(op, ServiceOp):
-            _choose("service", op.service, SERVICES)
-        elif isinstance(op, ReferralOp):
-            _choose("category", op.category, REFERRAL_CATEGORIES)
-            _choose("urgency", op.urgency, REFERRAL_URGENCIES)
-            _choose("status", op.status, REFERRAL_STATUSES)
-        elif isinstance(op, VoidOp):
-            _choose("reason", op.reason, VOID_REASONS)
-    except FieldError as exc:
-        reason = RejectReason.UNKNOWN_FIELD if exc.reason == "unknown_field" else None
-        name = exc.field if exc.field in _SAFE_WORDS else "?"
-        raise Rejected(reason or RejectReason.INVALID_VALUE, f"{name}: {exc.reason}") from None
-    return op
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def _normalize_patch(op: PatchOp) -> PatchOp:
-    # Senders should already send normal values, so copy only what normalising changed.
-    entity = Entity(op.entity)
-    fields = dict(op.fields)
-    changed = False
-    for name, write in op.fields.items():
-        value = validate_field(entity, name, write.value)
-        if not _same(value, write.value):
-            fields[name] = write.model_copy(update={"value": value})
-            changed = True
-    for name, set_changes in op.sets.items():
-        for change in set_changes:
-            validate_element(entity, name, change.element)  # a catalogue name: already normal
-    return op.model_copy(update={"fields": fields}) if changed else op
-
-
-def _choose(name: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise FieldError(name, "invalid_choice", f"must be one of {', '.join(options)}")
-
-
 # --------------------------------------------------------------------------- registry
 
 _APPLIED, _MERGED, _CONFLICT = 0, 1, 2
@@ -414,7 +236,7 @@ def _apply_patch(
             continue
         current_value = values.get(name)
         if hlc == current:
-            incoming, existing = _canon(value), _canon(current_value)
+            incoming, existing = canonical_json(value), canonical_json(current_value)
             if incoming == existing:
                 continue  # a replay
             wins = incoming > existing
@@ -429,13 +251,13 @@ def _apply_patch(
             # The writer saw the current value, or wrote it itself: a plain overwrite.
             if not wins:
                 rank = max(rank, _MERGED)
-        elif name not in identity or _canon(value) == _canon(current_value):
+        elif name not in identity or canonical_json(value) == canonical_json(current_value):
             rank = max(rank, _MERGED)
         else:
             rank = _CONFLICT
             conflicts.append(
                 Conflict(
-                    id=_conflict_id(op.op_id, name),
+                    id=conflict_id(op.op_id, name),
                     kind="field",
                     entity=entity,
                     entity_id=op.id,
@@ -472,7 +294,7 @@ def _apply_patch(
         lost.update({f"{n}:{c.element}": c.present for n, cs in op.sets.items() for c in cs})
         conflicts = [
             Conflict(
-                id=_conflict_id(op.op_id, "edit_on_deleted"),
+                id=conflict_id(op.op_id, "edit_on_deleted"),
                 kind="edit_on_deleted",
                 entity=entity,
                 entity_id=op.id,
@@ -528,7 +350,7 @@ def _apply_delete(
     if not unseen:
         return after, OpEffect(Outcome.APPLIED, "delete", changes)
     conflict = Conflict(
-        id=_conflict_id(op.op_id, "delete"),
+        id=conflict_id(op.op_id, "delete"),
         kind="delete",
         entity=entity,
         entity_id=op.id,
@@ -589,123 +411,4 @@ def record_state_from_row(row: RowState) -> RecordState:
         deleted=row.deleted,
         restored=row.restored,
         erased=row.erased,
-    )
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class EventState:
-    """A stored event: its values (as sent), its clock, and its void mark if any."""
-
-    entity: Entity
-    id: uuid.UUID
-    values: Mapping[str, Any]
-    hlc: str
-    voided: str | None = None
-    void_reason: str | None = None
-
-
-_EVENT_MODELS: Final[Mapping[Entity, type[ServiceOp] | type[ReferralOp]]] = {
-    Entity.SERVICE_DELIVERY: ServiceOp,
-    Entity.REFERRAL: ReferralOp,
-}
-_NOT_VALUES: Final[set[str]] = {"op", "op_id", "id", "hlc"}  # never mutated
-
-
-def event_state_of(op: ServiceOp | ReferralOp) -> EventState:
-    """The state an event operation creates."""
-    values = op.model_dump(mode="json", exclude=_NOT_VALUES)
-    entity = Entity.SERVICE_DELIVERY if isinstance(op, ServiceOp) else Entity.REFERRAL
-    return EventState(entity, op.id, values, op.hlc)
-
-
-def _normal_values(entity: Entity, values: Mapping[str, Any]) -> Any:
-    """Stored values in the form :func:`event_state_of` gives, whatever storage did to them."""
-    model = _EVENT_MODELS[entity]
-    known = {k: v for k, v in values.items() if k in model.model_fields and k not in _NOT_VALUES}
-    placeholders = {"op_id": uuid.UUID(int=0), "id": uuid.UUID(int=0), "hlc": "0" * 32}
-    try:
-        op = model.model_validate(known | placeholders)
-    except ValidationError:
-        return None
-    return op.model_dump(mode="json", exclude=_NOT_VALUES)
-
-
-def apply_event_op(
-    existing: EventState | None, op: ServiceOp | ReferralOp
-) -> tuple[EventState, OpEffect]:
-    """Insert an event; the same event again is a no-op.
-
-    Raises:
-        Rejected: ``id_reused`` when the id is taken by an event with other content.
-    """
-    new = event_state_of(op)
-    if existing is None:
-        return new, OpEffect(Outcome.APPLIED, "event", dict(new.values))
-    same = existing.entity == new.entity and (
-        _canon(existing.values) == _canon(new.values)
-        or _normal_values(existing.entity, existing.values) == new.values
-    )
-    if not same:
-        raise Rejected(RejectReason.ID_REUSED, "event id already holds another event")
-    return existing, OpEffect(Outcome.APPLIED, "noop")
-
-
-def apply_void(existing: EventState | None, op: VoidOp) -> tuple[EventState, OpEffect]:
-    """Mark an event void. The earliest void wins, so the result is order-independent.
-
-    Raises:
-        Rejected: ``unknown_target`` when no such event exists.
-    """
-    if existing is None or existing.entity != op.entity or existing.id != op.id:
-        raise Rejected(RejectReason.UNKNOWN_TARGET, "no such event to void")
-    if existing.voided is not None and existing.voided <= op.hlc:
-        return existing, OpEffect(Outcome.APPLIED, "noop")
-    voided = EventState(
-        existing.entity, existing.id, existing.values, existing.hlc, op.hlc, op.reason
-    )
-    return voided, OpEffect(Outcome.APPLIED, "void", {"voided": op.hlc, "void_reason": op.reason})
-
-
-def _instant(value: Any) -> dt.datetime:
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    # Storage that drops the offset (SQLite) hands back UTC wall time.
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
-
-
-def double_distribution(
-    new: ServiceOp,
-    prior: Sequence[EventState],
-    *,
-    windows: Mapping[str, int] = DEFAULT_ENTITLEMENT_DAYS,
-) -> Flag | None:
-    """Flag a delivery of a service the household already received inside its window.
-
-    ``prior`` are the household's stored deliveries (the server loads those of the same
-    service within the window); voided deliveries and the event itself are ignored. The
-    delivery is still accepted: a flag is for review, never a reason to drop aid records.
-    """
-    days = windows.get(new.service)
-    if not days:
-        return None
-    window = dt.timedelta(days=days)
-    related = sorted(
-        p.id
-        for p in prior
-        if p.id != new.id
-        and p.voided is None
-        and p.values.get("service") == new.service
-        and str(p.values.get("household_id")) == str(new.household_id)
-        and abs(_instant(p.values["delivered_at"]) - new.delivered_at) < window
-    )
-    if not related:
-        return None
-    return Flag(
-        id=_conflict_id(new.id, "double_distribution"),
-        kind="double_distribution",
-        entity=Entity.SERVICE_DELIVERY,
-        entity_id=new.id,
-        related_ids=tuple(related),
     )
