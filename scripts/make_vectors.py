@@ -102,7 +102,7 @@ SERVER_KEY = Ed25519PrivateKey.from_private_bytes(_seed("server-signing"))
 TRANSPORT = {
     KeyKind.X25519: TransportKeyPair.from_private_bytes(KeyKind.X25519, _seed("transport-x25519")),
     KeyKind.MLKEM768_X25519: TransportKeyPair.from_private_bytes(
-        KeyKind.MLKEM768_X25519, _seed("transport-mlkem", 64) + _seed("transport-mlkem-x25519")
+        KeyKind.MLKEM768_X25519, _seed("transport-mlkem768x25519")
     ),
 }
 STRANGER = TransportKeyPair.from_private_bytes(KeyKind.X25519, _seed("transport-not-ours"))

@@ -79,7 +79,7 @@ def test_signing_keys() -> None:
 def test_transport_key_pairs_round_trip_through_bytes(kind) -> None:
     pair = TransportKeyPair.generate(kind)
     assert pair.kind is KeyKind(kind), "plain strings are normalised"
-    assert len(pair.private_bytes) == (32 if pair.kind is KeyKind.X25519 else 96)
+    assert len(pair.private_bytes) == 32  # X25519 scalar, or X-Wing seed
     assert len(pair.public_bytes) == (32 if pair.kind is KeyKind.X25519 else 1216)
     again = TransportKeyPair.from_private_bytes(str(kind), pair.private_bytes)
     assert again == pair and again.kid == key_id(pair.public_bytes)
@@ -89,9 +89,31 @@ def test_transport_key_pairs_round_trip_through_bytes(kind) -> None:
     assert pair.private_bytes.hex() not in repr(pair), "private keys never reach a log"
 
 
+def test_the_hybrid_key_is_x_wing() -> None:
+    """draft-connolly-cfrg-xwing-kem, test vector 1: the seed and its 1216-byte public key."""
+    seed = bytes.fromhex("7f9c2ba4e88f827d616045507605853ed73b8093f6efbc88eb1a6eacfa66ef26")
+    pair = TransportKeyPair.from_private_bytes(KeyKind.MLKEM768_X25519, seed)
+    assert (
+        pair.public_bytes[:32].hex()
+        == "e2236b35a8c24b39b10aa1323a96a919a2ced88400633a7b07131713fc14b2b5"
+    )
+    assert (
+        pair.public_bytes[-32:].hex()
+        == "859edb06eff389b27dce59844570216223593d4ba32d9abac8cd049040ef6534"
+    )
+    assert hashlib.sha256(pair.public_bytes).hexdigest() == (
+        "2e816deebcd76c5c80d0cd2d174478871658e8e2ff42bc9d4a6e486372e856bb"
+    )
+    # The expanded form (ML-KEM seed and X25519 key) names the same key.
+    expanded = TransportKeyPair.from_private_bytes(
+        KeyKind.MLKEM768_X25519, hashlib.shake_256(seed).digest(96)
+    )
+    assert expanded.public_bytes == pair.public_bytes
+
+
 def test_transport_keys_refuse_bad_input() -> None:
     with pytest.raises(ValueError, match="hybrid"):
-        TransportKeyPair.from_private_bytes(KeyKind.MLKEM768_X25519, bytes(32))
+        TransportKeyPair.from_private_bytes(KeyKind.MLKEM768_X25519, bytes(33))
     with pytest.raises(ValueError):
         TransportKeyPair.from_private_bytes("rsa", bytes(32))
     with pytest.raises(ValueError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
 
 _MLKEM_PUBLIC: Final = 1184
 _MLKEM_SEED: Final = 64
+_XWING_SEED: Final = 32
 _X25519: Final = 32
 _ED25519: Final = 32
 _B64 = re.compile(r"\A[A-Za-z0-9_-]*={0,2}\Z")
@@ -150,12 +152,26 @@ def load_transport_public(kind: KeyKind | str, data: bytes) -> RecipientPublic:
         raise invalid from None
 
 
+def _hybrid_parts(data: bytes) -> tuple[mlkem.MLKEM768PrivateKey, X25519PrivateKey]:
+    """The components of an X-Wing private key, from its 32-byte seed (or 96 expanded bytes)."""
+    if len(data) == _XWING_SEED:
+        # draft-connolly-cfrg-xwing-kem: SHAKE256(seed, 96) = ML-KEM-768 seed (d || z) || X25519.
+        data = hashlib.shake_256(data).digest(_MLKEM_SEED + _X25519)
+    if len(data) != _MLKEM_SEED + _X25519:
+        raise ValueError("a hybrid private key is a 32-byte X-Wing seed")
+    return (
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(data[:_MLKEM_SEED]),
+        X25519PrivateKey.from_private_bytes(data[_MLKEM_SEED:]),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TransportKeyPair:
     """A transport key pair, able to round-trip through bytes for storage.
 
-    ``private_bytes`` is the raw X25519 key (32 bytes), or for the hybrid the 64-byte ML-KEM
-    seed followed by the X25519 key (96 bytes). It is kept out of ``repr`` so that it never
+    ``private_bytes`` is the raw X25519 key (32 bytes), or for the hybrid the 32-byte X-Wing
+    seed that standard MLKEM768-X25519 implementations load (96 bytes, the expanded ML-KEM
+    seed and X25519 key, are accepted too). It is kept out of ``repr`` so that it never
     reaches a log.
     """
 
@@ -170,17 +186,9 @@ class TransportKeyPair:
     @classmethod
     def generate(cls, kind: KeyKind | str = KeyKind.X25519) -> TransportKeyPair:
         """Generate a fresh key pair of the given kind."""
-        kind = KeyKind(kind)
-        x = X25519PrivateKey.generate()
-        x_pub = x.public_key().public_bytes_raw()
-        if kind is KeyKind.X25519:
-            return cls(kind, x.private_bytes_raw(), x_pub)
-        m = mlkem.MLKEM768PrivateKey.generate()
-        return cls(
-            kind,
-            m.private_bytes_raw() + x.private_bytes_raw(),
-            m.public_key().public_bytes_raw() + x_pub,
-        )
+        if KeyKind(kind) is KeyKind.X25519:
+            return cls.from_private_bytes(kind, X25519PrivateKey.generate().private_bytes_raw())
+        return cls.from_private_bytes(kind, os.urandom(_XWING_SEED))
 
     @classmethod
     def from_private_bytes(cls, kind: KeyKind | str, data: bytes) -> TransportKeyPair:
@@ -191,12 +199,9 @@ class TransportKeyPair:
         """
         kind = KeyKind(kind)
         if kind is KeyKind.X25519:
-            x = X25519PrivateKey.from_private_bytes(data)
-            return cls(kind, data, x.public_key().public_bytes_raw())
-        if len(data) != _MLKEM_SEED + _X25519:
-            raise ValueError("a hybrid private key is a 64-byte seed and a 32-byte X25519 key")
-        m = mlkem.MLKEM768PrivateKey.from_seed_bytes(data[:_MLKEM_SEED])
-        x = X25519PrivateKey.from_private_bytes(data[_MLKEM_SEED:])
+            public = X25519PrivateKey.from_private_bytes(data).public_key().public_bytes_raw()
+            return cls(kind, data, public)
+        m, x = _hybrid_parts(data)
         public = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
         return cls(kind, data, public)
 
@@ -209,10 +214,7 @@ class TransportKeyPair:
         """The key object HPKE decrypts with."""
         if self.kind is KeyKind.X25519:
             return X25519PrivateKey.from_private_bytes(self.private_bytes)
-        return MLKEM768X25519PrivateKey(
-            mlkem.MLKEM768PrivateKey.from_seed_bytes(self.private_bytes[:_MLKEM_SEED]),
-            X25519PrivateKey.from_private_bytes(self.private_bytes[_MLKEM_SEED:]),
-        )
+        return MLKEM768X25519PrivateKey(*_hybrid_parts(self.private_bytes))
 
     def public_key(self) -> RecipientPublic:
         """The key object HPKE encrypts to."""
