@@ -12,9 +12,6 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from campsync_sync import (
     HLC,
     Batch,
@@ -29,6 +26,8 @@ from campsync_sync import (
     signing_public_bytes,
 )
 from campsync_sync.keys import RecipientPrivate
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 DEPLOYMENT = "torkham-test"
 INFO_LABEL = b"campsync-envelope-v1/info\x00"

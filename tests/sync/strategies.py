@@ -15,10 +15,9 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from campsync_sync import HLC, DeleteOp, FieldWrite, PatchOp, RecordState, RestoreOp, SetChange
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-
-from campsync_sync import HLC, DeleteOp, FieldWrite, PatchOp, RecordState, RestoreOp, SetChange
 
 SLOW = bool(os.environ.get("CAMPSYNC_SLOW"))
 

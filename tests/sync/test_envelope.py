@@ -10,8 +10,6 @@ import uuid
 import zlib
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from campsync_sync import (
     ALL_SUITES,
     DEFAULT_SUITE,
@@ -24,7 +22,6 @@ from campsync_sync import (
     Batch,
     BatchStatus,
     DecryptionFailed,
-    EnvelopeHeader,
     KeyDestroyed,
     KeyManifest,
     OpenedEnvelope,
@@ -45,10 +42,12 @@ from campsync_sync import (
     parse_envelope,
     seal,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .envelopes import DEPLOYMENT, Device, KeyRing, batch_for, frame, push_header, regions
 
 DEVICE = Device(uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8057"))
+NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 TRANSPORT = {suite: TransportKeyPair.generate(suite.key_kind) for suite in Suite}
 RING = KeyRing()
 RING.add_device(DEVICE)
@@ -91,9 +90,12 @@ def forged(
 def test_every_suite_round_trips(suite: Suite) -> None:
     data = sealed(suite)
     envelope = opened(data, typ="push")
-    assert envelope.suite is suite and envelope.header.batch == BATCH.batch_id
+    assert envelope.suite is suite
+    assert envelope.header.batch == BATCH.batch_id
     assert decode_batch(envelope) == BATCH
-    assert data[:4] == b"CSYN" and data[4] == 1 and data[5] == suite.value
+    assert data[:4] == b"CSYN"
+    assert data[4] == 1
+    assert data[5] == suite.value
 
 
 def test_the_step_by_step_api_matches_the_one_call() -> None:
@@ -382,7 +384,7 @@ def test_decode_message_for_receipts_pull_pages_and_manifests() -> None:
         status=BatchStatus.APPLIED,
         next_seq=2,
         server_hlc=BATCH.hlc,
-        received_at=dt.datetime(2026, 11, 26, tzinfo=dt.UTC),
+        received_at=NOW,
     )
     envelope = envelope_of(receipt.model_dump_json().encode(), typ="receipt")
     assert decode_message(envelope, Receipt) == receipt
@@ -400,10 +402,10 @@ def test_decode_message_for_receipts_pull_pages_and_manifests() -> None:
     newer_with_field = newer | {"novelty": True}
     with pytest.raises(UnsupportedVersion):
         decode_message(envelope_of(json.dumps(newer_with_field).encode(), typ="pull"), PullPage)
-    manifest = KeyManifest.model_validate(
-        {"deployment_id": "d", "issued_at": "2026-11-26T00:00:00Z", "transport_keys": [],
-         "signing_key": {"kid": "k", "suite": "ed25519", "public_key": "AA", "not_before": "2026-11-26T00:00:00Z"}}
-    )  # fmt: skip
+    signing_key = {"kid": "k", "suite": "ed25519", "public_key": "AA", "not_before": NOW}
+    manifest = KeyManifest(
+        deployment_id="d", issued_at=NOW, signing_key=signing_key, transport_keys=[]
+    )
     assert decode_message(envelope_of(manifest.model_dump_json().encode()), KeyManifest) == manifest
 
 
@@ -423,7 +425,8 @@ def test_errors_carry_their_code_and_status() -> None:
     }
     for error, (code, status) in expected.items():
         assert (error.code, error("x").status) == (code, status)
-    assert ALL_SUITES == set(Suite) and DEFAULT_SUITE is Suite.X25519_CHACHA20POLY1305
+    assert ALL_SUITES == set(Suite)
+    assert DEFAULT_SUITE is Suite.X25519_CHACHA20POLY1305
 
 
 def test_suite_ids_and_key_kinds_are_fixed() -> None:

@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 
 import pytest
-
 from campsync_sync import (
     HLC,
     Entity,
@@ -62,7 +61,8 @@ def test_an_event_is_inserted_once_and_its_replay_is_a_noop() -> None:
     state, effect = apply_event_op(None, op)
     assert (effect.outcome, effect.kind) == (Outcome.APPLIED, "event")
     assert state == event_state_of(op)
-    assert state.entity is Entity.SERVICE_DELIVERY and state.values["quantity"] == 2
+    assert state.entity is Entity.SERVICE_DELIVERY
+    assert state.values["quantity"] == 2
     assert effect.changes == dict(state.values)
     resent = op.model_copy(update={"op_id": uuid.uuid4(), "hlc": str(HLC(9, 0, 7))})
     again, effect = apply_event_op(state, resent)
@@ -100,7 +100,8 @@ def test_an_id_taken_by_another_kind_of_event_is_rejected() -> None:
     with pytest.raises(Rejected, match="id_reused"):
         apply_event_op(existing, op)
     state, _ = apply_event_op(None, op)
-    assert state.entity is Entity.REFERRAL and state.values["status"] == "open"
+    assert state.entity is Entity.REFERRAL
+    assert state.values["status"] == "open"
 
 
 def test_voids_keep_the_event_and_the_earliest_void_wins_in_any_order() -> None:
@@ -136,8 +137,10 @@ def test_a_repeated_service_inside_its_window_is_flagged_not_dropped() -> None:
     new = service()
     flag = double_distribution(new, earlier)
     assert flag is not None
-    assert flag.kind == "double_distribution" and flag.entity is Entity.SERVICE_DELIVERY
-    assert flag.entity_id == new.id and flag.related_ids == tuple(sorted(e.id for e in earlier))
+    assert flag.kind == "double_distribution"
+    assert flag.entity is Entity.SERVICE_DELIVERY
+    assert flag.entity_id == new.id
+    assert flag.related_ids == tuple(sorted(e.id for e in earlier))
     assert flag.id == uuid.uuid5(CONFLICT_NAMESPACE, f"{new.id}:double_distribution")
     assert double_distribution(new, list(reversed(earlier))) == flag
 
@@ -179,4 +182,5 @@ def test_stored_delivery_times_without_offset_are_read_as_utc() -> None:
         as_datetime.hlc,
     )
     flag = double_distribution(new, [naive, as_datetime], windows={"food_ration": 14})
-    assert flag is not None and set(flag.related_ids) == {naive.id, as_datetime.id}
+    assert flag is not None
+    assert set(flag.related_ids) == {naive.id, as_datetime.id}

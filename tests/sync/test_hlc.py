@@ -6,11 +6,10 @@ import datetime as dt
 import uuid
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from campsync_sync import HLC, Clock, HLCError, clamp, node_id_for
 from campsync_sync.hlc import MAX_COUNTER, MAX_MILLIS, MAX_NODE
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .strategies import PROPERTY
 
@@ -38,7 +37,8 @@ def test_text_and_integer_forms_sort_like_the_timestamp(a: HLC, b: HLC) -> None:
     assert (a < b) == (a.encode() < b.encode()) == (a.to_int() < b.to_int())
     assert (a < b) == (a.encode().encode() < b.encode().encode())  # as bytes too
     assert HLC.decode(a.encode()) == a == HLC.from_int(a.to_int())
-    assert len(a.encode()) == 32 and str(a) == a.encode()
+    assert len(a.encode()) == 32
+    assert str(a) == a.encode()
 
 
 @PROPERTY
@@ -55,7 +55,8 @@ def test_the_clock_is_strictly_monotonic_whatever_the_wall_clock_does(events) ->
             assert stamp > HLC(remote.millis, remote.counter, 0), "receive is after what it saw"
         assert stamp.node == 7
         issued.append(stamp)
-    assert issued == sorted(issued) and len(set(issued)) == len(issued)
+    assert issued == sorted(issued)
+    assert len(set(issued)) == len(issued)
 
 
 def test_send_rule() -> None:
@@ -91,7 +92,8 @@ def test_the_default_clock_reads_real_time() -> None:
     clock = Clock(node=3)
     stamp = clock.now()
     assert abs(stamp.millis - dt.datetime.now(dt.UTC).timestamp() * 1000) < 60_000
-    assert clock.last == stamp and stamp.node == 3
+    assert clock.last == stamp
+    assert stamp.node == 3
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from campsync_sync import uuid7
 
 def test_layout() -> None:
     value = uuid7(millis=0x0123_4567_89AB)
-    assert value.version == 7 and value.variant == uuid.RFC_4122
+    assert value.version == 7
+    assert value.variant == uuid.RFC_4122
     assert value.int >> 80 == 0x0123_4567_89AB
 
 

@@ -7,11 +7,6 @@ import hashlib
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from hypothesis import given
-from hypothesis import strategies as st
-
 from campsync_sync import (
     BadSignature,
     KeyInfo,
@@ -36,6 +31,10 @@ from campsync_sync import (
     verify_statement,
     wipe_statement,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .strategies import PROPERTY
 
@@ -47,7 +46,8 @@ NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 @given(st.binary(max_size=100))
 def test_base64_round_trips_in_one_canonical_form(data: bytes) -> None:
     text = b64encode(data)
-    assert "=" not in text and b64decode(text) == data
+    assert "=" not in text
+    assert b64decode(text) == data
     assert b64decode(text + "=" * (-len(text) % 4)) == data  # padding is accepted
 
 
@@ -61,13 +61,15 @@ def test_ids_and_fingerprints() -> None:
     public = bytes(range(32))
     digest = hashlib.sha256(public).hexdigest()
     assert key_id(public) == digest[:16]
-    assert fingerprint(public).replace("-", "") == digest and fingerprint(public).count("-") == 15
+    assert fingerprint(public).replace("-", "") == digest
+    assert fingerprint(public).count("-") == 15
 
 
 def test_signing_keys() -> None:
     key = Ed25519PrivateKey.generate()
     raw = signing_public_bytes(key)
-    assert raw == signing_public_bytes(key.public_key()) and len(raw) == 32
+    assert raw == signing_public_bytes(key.public_key())
+    assert len(raw) == 32
     assert load_signing_public(raw).public_bytes_raw() == raw
     with pytest.raises(UnknownKey):
         load_signing_public(b"short")
@@ -82,7 +84,8 @@ def test_transport_key_pairs_round_trip_through_bytes(kind) -> None:
     assert len(pair.private_bytes) == 32  # X25519 scalar, or X-Wing seed
     assert len(pair.public_bytes) == (32 if pair.kind is KeyKind.X25519 else 1216)
     again = TransportKeyPair.from_private_bytes(str(kind), pair.private_bytes)
-    assert again == pair and again.kid == key_id(pair.public_bytes)
+    assert again == pair
+    assert again.kid == key_id(pair.public_bytes)
     assert type(pair.private_key()).__name__.endswith("PrivateKey")
     loaded = load_transport_public(kind, pair.public_bytes)
     assert type(loaded) is type(pair.public_key())

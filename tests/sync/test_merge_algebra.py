@@ -6,10 +6,9 @@ Every property compares states through their canonical JSON, which is stricter t
 
 from __future__ import annotations
 
+from campsync_sync import Entity, RecordState, apply_registry_op, join, op_state
 from hypothesis import given
 from hypothesis import strategies as st
-
-from campsync_sync import Entity, RecordState, apply_registry_op, join, op_state
 
 from .strategies import PROPERTY, canonical, op_lists, record_states, registry_ops
 
@@ -113,5 +112,6 @@ def test_deleted_means_the_latest_delete_is_after_the_latest_restore(ops) -> Non
 @given(record_states(), record_states(erased=True))
 def test_erasure_absorbs_and_drops_personal_data(state: RecordState, erased: RecordState) -> None:
     for joined in (join(state, erased), join(erased, state)):
-        assert joined.erased and joined.is_deleted
+        assert joined.erased
+        assert joined.is_deleted
         assert (joined.values, joined.clocks, joined.sets) == ({}, {}, {})

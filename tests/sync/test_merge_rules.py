@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from campsync_sync import (
     HLC,
     DeleteOp,
@@ -76,7 +75,8 @@ def test_a_patch_on_an_unknown_record_creates_it() -> None:
         "vulnerabilities:disability": True,
         "vulnerabilities:single_parent": False,
     }
-    assert state.values == {"given_name": "Ahmad"} and state.clocks == {"given_name": h(1)}
+    assert state.values == {"given_name": "Ahmad"}
+    assert state.clocks == {"given_name": h(1)}
     assert state.members("vulnerabilities") == ["disability"]
     assert state.members("unknown") == []
 
@@ -97,12 +97,14 @@ def test_an_edit_based_on_the_current_value_fast_forwards() -> None:
         "update",
         {"given_name": "Ahmed"},
     )
-    assert state.values["given_name"] == "Ahmed" and not effect.conflicts
+    assert state.values["given_name"] == "Ahmed"
+    assert not effect.conflicts
 
 
 def test_a_device_overwriting_its_own_value_fast_forwards_without_a_base() -> None:
     _, effect = apply(created(given_name="Ahmad"), patch({"given_name": ("Ahmed", h(20), None)}))
-    assert effect.outcome is Outcome.APPLIED and not effect.conflicts
+    assert effect.outcome is Outcome.APPLIED
+    assert not effect.conflicts
 
 
 def test_a_fast_forward_with_an_older_clock_loses_and_says_so() -> None:
@@ -136,7 +138,8 @@ def test_concurrent_edits_of_an_ordinary_field_merge_silently_by_clock() -> None
 def test_concurrent_edits_of_an_identity_field_open_a_conflict(stamp, winner, value) -> None:
     op = patch({"given_name": ("Ahmed", stamp, h(3))})
     state, effect = apply(created(given_name="Ahmad"), op)
-    assert effect.outcome is Outcome.CONFLICT and state.values["given_name"] == value
+    assert effect.outcome is Outcome.CONFLICT
+    assert state.values["given_name"] == value
     (conflict,) = effect.conflicts
     assert conflict.id == uuid.uuid5(CONFLICT_NAMESPACE, f"{op.op_id}:given_name")
     assert (conflict.kind, conflict.field, conflict.winner) == ("field", "given_name", winner)
@@ -149,7 +152,8 @@ def test_concurrent_edits_of_an_identity_field_open_a_conflict(stamp, winner, va
 
 def test_concurrent_identical_values_do_not_conflict() -> None:
     _, effect = apply(created(given_name="Ahmad"), patch({"given_name": ("Ahmad", h(20, B), None)}))
-    assert effect.outcome is Outcome.MERGED and not effect.conflicts
+    assert effect.outcome is Outcome.MERGED
+    assert not effect.conflicts
 
 
 def test_a_replayed_edit_is_applied_and_changes_nothing() -> None:
@@ -216,7 +220,8 @@ def test_a_delete_that_saw_everything_applies() -> None:
         "delete",
         {"deleted": h(20, B)},
     )
-    assert after.is_deleted and after.values == state.values
+    assert after.is_deleted
+    assert after.values == state.values
 
 
 def test_a_delete_wins_over_concurrent_edits_which_are_kept_in_a_conflict() -> None:
@@ -240,7 +245,8 @@ def test_a_delete_wins_over_concurrent_edits_which_are_kept_in_a_conflict() -> N
     assert after.is_deleted, "delete wins even with an older clock than the edit"
     assert (effect.outcome, effect.kind) == (Outcome.CONFLICT, "delete")
     (conflict,) = effect.conflicts
-    assert conflict.kind == "delete" and conflict.winner == "incoming"
+    assert conflict.kind == "delete"
+    assert conflict.winner == "incoming"
     assert conflict.fields == ("phone", "vulnerabilities:disability")
     assert conflict.current_value == {"phone": "+93700000002", "vulnerabilities:disability": True}
     assert (conflict.current_hlc, conflict.incoming_hlc) == (h(16, B), h(12))
@@ -395,16 +401,16 @@ def test_record_state_helpers() -> None:
         deleted=h(5),
         restored=h(6),
     )
-    assert state.max_clock() == h(7) and RecordState().max_clock() is None
-    assert not state.is_deleted and RecordState(deleted=h(1)).is_deleted
+    assert state.max_clock() == h(7)
+    assert RecordState().max_clock() is None
+    assert not state.is_deleted
+    assert RecordState(deleted=h(1)).is_deleted
     assert RecordState(erased=True).is_deleted
     copy = state.copy()
     copy.sets["vulnerabilities"]["disability"] = (False, h(9))
     copy.values["given_name"] = "B"
-    assert (
-        state.sets["vulnerabilities"]["disability"] == (True, h(7))
-        and state.values["given_name"] == "A"
-    )
+    assert state.sets["vulnerabilities"]["disability"] == (True, h(7))
+    assert state.values["given_name"] == "A"
 
 
 def test_pull_rows_round_trip_record_states() -> None:
@@ -415,7 +421,8 @@ def test_pull_rows_round_trip_record_states() -> None:
         deleted=h(5),
     )
     row = record_state_to_row(Entity.PERSON, RID, 42, state)
-    assert row.is_deleted and row.seq == 42
+    assert row.is_deleted
+    assert row.seq == 42
     assert RowState.model_validate_json(row.model_dump_json()) == row
     assert record_state_from_row(row) == state
     assert RowState(entity=Entity.PERSON, id=RID, seq=1, erased=True).is_deleted

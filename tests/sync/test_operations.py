@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from campsync_sync import (
     HLC,
     SCHEMA_VERSION,
@@ -42,7 +41,8 @@ def raw_patch(fields=None, sets=None) -> dict:
 def rejection(raw, **kw) -> Rejected:
     with pytest.raises(Rejected) as caught:
         read_operation(raw, **kw)
-    assert CANARY not in str(caught.value) and CANARY not in caught.value.detail
+    assert CANARY not in str(caught.value)
+    assert CANARY not in caught.value.detail
     assert len(caught.value.detail) <= 200
     return caught.value
 

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from campsync_sync import (
     ERROR_STATUS,
     EnvelopeError,
@@ -24,6 +22,8 @@ from campsync_sync import (
     open_envelope,
     verify_statement,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from scripts import make_vectors
 
 from .envelopes import KeyRing
@@ -55,7 +55,8 @@ def key_ring(config: dict) -> KeyRing:
         pair = TransportKeyPair.from_private_bytes(
             recipient["kind"], unb64(recipient["private_key"])
         )
-        assert pair.public_bytes == unb64(recipient["public_key"]) and pair.kid == recipient["rkid"]
+        assert pair.public_bytes == unb64(recipient["public_key"])
+        assert pair.kid == recipient["rkid"]
         ring.add_transport(pair)
     return ring
 

@@ -11,6 +11,7 @@ on its own: one malformed operation is rejected in the receipt and never blocks 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -223,7 +224,7 @@ class Batch(WireModel):
         device_id: uuid.UUID,
         seq: int,
         hlc: str,
-        ops: list[Operation],
+        ops: Sequence[Operation],
         operator: str | None = None,
         backlog: int = 0,
     ) -> Batch:
