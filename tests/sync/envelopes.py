@@ -7,6 +7,7 @@ lengths, other versions) and so that the layout itself is checked against the sp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import uuid
@@ -34,10 +35,25 @@ INFO_LABEL = b"campsync-envelope-v1/info\x00"
 SIG_LABEL = b"campsync-envelope-v1/sig\x00"
 
 
+def seeded(label: str) -> bytes:
+    """32 bytes derived from a label: keys are fixed, so runs (and their failures) repeat."""
+    return hashlib.sha256(b"campsync-tests/" + label.encode()).digest()
+
+
+def transport_key(kind: str, label: str) -> TransportKeyPair:
+    return TransportKeyPair.from_private_bytes(kind, seeded(label))
+
+
 @dataclass
 class Device:
     id: uuid.UUID
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    key: Ed25519PrivateKey = field(init=False)
+    seed_label: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = Ed25519PrivateKey.from_private_bytes(
+            seeded(f"device/{self.id}/{self.seed_label}")
+        )
 
     @property
     def kid(self) -> str:

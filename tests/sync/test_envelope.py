@@ -32,7 +32,6 @@ from campsync_sync import (
     SuiteNotAllowed,
     TooLarge,
     TooManyOperations,
-    TransportKeyPair,
     UnknownKey,
     UnsupportedVersion,
     WrongDeployment,
@@ -44,11 +43,20 @@ from campsync_sync import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .envelopes import DEPLOYMENT, Device, KeyRing, batch_for, frame, push_header, regions
+from .envelopes import (
+    DEPLOYMENT,
+    Device,
+    KeyRing,
+    batch_for,
+    frame,
+    push_header,
+    regions,
+    transport_key,
+)
 
 DEVICE = Device(uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8057"))
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
-TRANSPORT = {suite: TransportKeyPair.generate(suite.key_kind) for suite in Suite}
+TRANSPORT = {suite: transport_key(suite.key_kind, f"transport/{suite.name}") for suite in Suite}
 RING = KeyRing()
 RING.add_device(DEVICE)
 for _pair in TRANSPORT.values():
@@ -238,10 +246,23 @@ def test_malformed_headers(header: bytes) -> None:
         {"aud": ""},
         {"extra": 1},
         {"schema": 0},
+        {"schema_version": 1},  # the Python name, not the wire name
     ],
 )
 def test_headers_are_parsed_strictly(change: dict) -> None:
     assert parse_error(forged(change)) is BadEnvelope
+
+
+def test_a_header_must_use_the_wire_names() -> None:
+    header = json.loads(regions_header(forged()))
+    header["schema_version"] = header.pop("schema")
+    data = frame(header=header, body=b"", recipient=TRANSPORT[DEFAULT_SUITE], signer=DEVICE.key)
+    assert parse_error(data) is BadEnvelope
+
+
+def regions_header(data: bytes) -> bytes:
+    parts = regions(data)
+    return data[parts["header"].start : parts["header"].stop]
 
 
 def test_a_header_with_a_repeated_key_is_refused() -> None:
@@ -275,7 +296,7 @@ def open_error(data: bytes, keys: KeyRing = RING) -> type[Exception]:
 
 def test_key_checks() -> None:
     data = sealed()
-    stranger = Device(DEVICE.id)  # same id, another key: a clone or a forger
+    stranger = Device(DEVICE.id, seed_label="clone")  # same id, another key: a forger
     assert open_error(sealed(batch=BATCH, skid=stranger.kid)) is UnknownKey
     assert open_error(sealed(rkid="0123456789abcdef")) is UnknownKey
     destroyed = KeyRing(RING.senders, RING.recipients, {TRANSPORT[DEFAULT_SUITE].kid})
@@ -285,7 +306,7 @@ def test_key_checks() -> None:
     with pytest.raises(UnknownKey):
         parsed.decrypt(TRANSPORT[Suite.MLKEM768X25519_CHACHA20POLY1305].private_key())
     with pytest.raises(DecryptionFailed):
-        parsed.decrypt(TransportKeyPair.generate().private_key())
+        parsed.decrypt(transport_key("x25519", "someone else").private_key())
 
 
 def test_body_checks() -> None:

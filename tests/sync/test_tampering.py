@@ -43,13 +43,23 @@ from campsync_sync import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .envelopes import DEPLOYMENT, Device, KeyRing, batch_for, frame, push_header, regions, resign
+from .envelopes import (
+    DEPLOYMENT,
+    Device,
+    KeyRing,
+    batch_for,
+    frame,
+    push_header,
+    regions,
+    resign,
+    transport_key,
+)
 from .strategies import QUICK
 
 DEVICE = Device(uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8057"))
 OTHER = Device(uuid.UUID("01890a5d-ac96-774b-8ad1-5c0f3e2b9a41"))
-TRANSPORT = {suite: TransportKeyPair.generate(suite.key_kind) for suite in Suite}
-DESTROYED = TransportKeyPair.generate()
+TRANSPORT = {suite: transport_key(suite.key_kind, f"transport/{suite.name}") for suite in Suite}
+DESTROYED = transport_key("x25519", "destroyed")
 RING = KeyRing(destroyed={DESTROYED.kid})
 for _device in (DEVICE, OTHER):
     RING.add_device(_device)
@@ -270,14 +280,14 @@ def splices(suite: Suite) -> Iterator[Case]:
 def key_and_deployment_cases() -> Iterator[Case]:
     suite = Suite.X25519_CHACHA20POLY1305
     yield Case("wrong deployment", seal_batch(suite, aud="another-deployment"), WrongDeployment)
-    yield Case("unknown device", seal_batch(suite, device=Device(uuid.uuid4())), UnknownKey)
+    yield Case("unknown device", seal_batch(suite, device=Device(uuid.UUID(int=99))), UnknownKey)
     yield Case(
         "unknown transport key",
-        seal_batch(suite, recipient=TransportKeyPair.generate()),
+        seal_batch(suite, recipient=transport_key("x25519", "unknown")),
         UnknownKey,
     )
     yield Case("destroyed transport key", seal_batch(suite, recipient=DESTROYED), KeyDestroyed)
-    stranger_key = TransportKeyPair.generate()
+    stranger_key = transport_key("x25519", "stranger")
     data = seal_batch(suite, recipient=stranger_key)
     relabelled = json.dumps(
         header_of(data) | {"rkid": TRANSPORT[suite].kid}, separators=(",", ":")

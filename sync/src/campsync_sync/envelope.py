@@ -294,19 +294,25 @@ def seal(
     return sealed
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
+_HEADER_KEYS: Final = frozenset(
+    {"typ", "aud", "snd", "skid", "rkid", "batch", "seq", "schema", "len", "zip"}
+)
+
+
+def _wire_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys) or not _HEADER_KEYS.issuperset(keys):
+        raise ValueError("repeated or unknown header key")
+    return dict(pairs)
 
 
 def _parse_header(raw: bytes) -> EnvelopeHeader:
     try:
         header = EnvelopeHeader.model_validate_json(raw, strict=True)
-        # Validation succeeded, so ``raw`` is a flat JSON object; now refuse repeated keys,
-        # which another implementation's parser could read differently.
-        json.loads(raw, object_pairs_hook=_no_duplicates)
+        # Validation succeeded, so ``raw`` is a flat JSON object. Refuse repeated keys, which
+        # another implementation's parser could read differently, and Python field names
+        # (``schema_version``) that pydantic accepts besides the wire names.
+        json.loads(raw, object_pairs_hook=_wire_keys)
     except (ValidationError, ValueError):
         raise BadEnvelope("envelope header is malformed") from None
     return header
