@@ -468,7 +468,7 @@ def decode_batch(opened: OpenedEnvelope, *, max_operations: int = HARD_MAX_OPERA
     """Validate a pushed batch and check that it is the one its header announces.
 
     The operations themselves stay raw: each is read on its own by
-    :func:`~campsync_sync.merge.read_operation`, so one bad operation never blocks a batch.
+    :func:`~campsync_sync.operations.read_operation`, so one bad operation never blocks a batch.
 
     Raises:
         BadEnvelope: when the envelope is not a push.

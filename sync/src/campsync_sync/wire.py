@@ -5,7 +5,7 @@ All models are frozen and forbid unknown fields. Messages carry ``protocol`` and
 
 A batch carries its operations as raw JSON objects and :func:`parse_operation` validates each one
 on its own: one malformed operation is rejected in the receipt and never blocks its batch
-(:func:`campsync_sync.merge.read_operation` adds upcasting and the domain checks).
+(:func:`campsync_sync.operations.read_operation` adds upcasting and the domain checks).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ class Batch(WireModel):
     operator: Name | None = None
     hlc: HLCText
     ops: list[dict[str, Any]] = Field(max_length=HARD_MAX_OPERATIONS)
-    """Raw JSON objects, read one by one with :func:`~campsync_sync.merge.read_operation`."""
+    """Raw JSON objects, read one by one with :func:`~campsync_sync.operations.read_operation`."""
     backlog: int = Field(default=0, ge=0)
     """Operations still waiting on the tablet after this batch; coordinators see it."""
 
