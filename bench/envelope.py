@@ -6,14 +6,17 @@ Usage::
 
 It builds a 500-operation batch of registration-like operations (about 1 KB each: names drawn
 from real Dari/Pashto name lists with spelling variants, random ids, document and phone numbers,
-so the JSON is not trivially compressible), seals it to an X25519 transport key and opens it
-again, then applies 10,000 registry operations (creates, concurrent edits from several
-devices, set changes, deletes and restores) with ``apply_registry_op``, the function the server
-calls once per operation. Figures are medians over the rounds. The last line is one JSON
-object with ``seal_ms``, ``open_ms`` and ``merge_ops_per_s`` (and the breakdown), for scripts.
+so the JSON is not trivially compressible), seals it with each suite (suite 1, X25519 and
+ChaCha20-Poly1305, is the headline figure) and opens it again. Then it applies 10,000 registry
+operations (creates, concurrent edits from several devices, set changes, deletes and restores)
+with ``apply_registry_op``, the function the server calls once per operation. Figures are
+medians over the rounds. The last line is one JSON object with ``seal_ms``, ``open_ms`` and
+``merge_ops_per_s`` (and the breakdown), for scripts.
 
 Goals on the project's 2-core machine: seal + open under 10 ms; merge at least 100,000 ops/s.
-Figures are printed, never asserted.
+Figures are printed, never asserted. Seal and open include the batch's JSON (dump, parse and
+validation), because that is what a tablet and a server pay; the breakdown shows where the time
+goes. On a machine shared with other work, medians move; the best runs are printed too.
 """
 
 from __future__ import annotations
@@ -160,13 +163,19 @@ def batch_ops(rng: random.Random, n: int, node: int, base_ms: int) -> list[Patch
     return [person_op(rng, node, base_ms) for _ in range(n)]
 
 
-def median_ms(fn: Callable[[], object], rounds: int) -> float:
+def timings_ms(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """(median, best) of ``rounds`` runs: the median is the figure; the best shows the cost
+    without the noise of a shared machine."""
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
+
+
+def median_ms(fn: Callable[[], object], rounds: int) -> float:
+    return timings_ms(fn, rounds)[0]
 
 
 class Keys:
@@ -227,8 +236,10 @@ def bench_envelope(n_ops: int, rounds: int) -> dict[str, float]:
         assert do_open() == batch
         suffix = "" if suite is Suite.X25519_CHACHA20POLY1305 else f"_suite{int(suite)}"
         figures[f"sealed_kib{suffix}"] = len(sealed) / 1024
-        figures[f"seal_ms{suffix}"] = median_ms(do_seal, rounds)
-        figures[f"open_ms{suffix}"] = median_ms(do_open, rounds)
+        seal_ms, seal_best = timings_ms(do_seal, rounds)
+        open_ms, open_best = timings_ms(do_open, rounds)
+        figures |= {f"seal_ms{suffix}": seal_ms, f"open_ms{suffix}": open_ms}
+        figures |= {f"seal_best_ms{suffix}": seal_best, f"open_best_ms{suffix}": open_best}
         if not suffix:
             opened = open_envelope(sealed, keys=keys, deployment_id="bench", typ="push")
             figures["decode_batch_ms"] = median_ms(functools.partial(decode_batch, opened), rounds)
@@ -317,7 +328,7 @@ def bench_merge(n_ops: int, rounds: int) -> dict[str, float]:
             states[rid], _ = apply_registry_op(Entity.PERSON, states.get(rid), op)
         return states
 
-    apply_ms = median_ms(run, rounds)
+    apply_ms, apply_best = timings_ms(run, rounds)
     final = run()
     # The same operations through join alone, as a cross-check of the one-pass merge.
     joined: dict[uuid.UUID, RecordState] = {}
@@ -329,6 +340,7 @@ def bench_merge(n_ops: int, rounds: int) -> dict[str, float]:
     return {
         "merge_ops": float(n_ops),
         "merge_ops_per_s": n_ops / apply_ms * 1000,
+        "merge_best_ops_per_s": n_ops / apply_best * 1000,
         "read_ops_per_s": n_ops / read_ms * 1000,
     }
 
@@ -344,7 +356,8 @@ def main() -> None:
     print(
         f"suite 1 (X25519, ChaCha20-Poly1305): seal {f['seal_ms']:.2f} ms + open "
         f"{f['open_ms']:.2f} ms = {f['seal_ms'] + f['open_ms']:.2f} ms (goal < 10 ms), "
-        f"sealed {f['sealed_kib']:.0f} KiB"
+        f"sealed {f['sealed_kib']:.0f} KiB; best runs {f['seal_best_ms']:.2f} + "
+        f"{f['open_best_ms']:.2f} ms"
     )
     print(
         f"  parts: JSON dump {f['json_dump_ms']:.2f} ms, deflate {f['deflate_ms']:.2f} ms, "
@@ -358,7 +371,7 @@ def main() -> None:
         )
     print(
         f"merge (apply_registry_op): {f['merge_ops_per_s']:,.0f} ops/s over {args.merge_ops} "
-        f"operations (goal >= 100,000)"
+        f"operations (goal >= 100,000; best run {f['merge_best_ops_per_s']:,.0f})"
     )
     print(f"read_operation (parse + normalise): {f['read_ops_per_s']:,.0f} ops/s")
     print(json.dumps({k: round(v, 3) for k, v in f.items()}))
