@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from api.deps import KeyringDep, SessionDep
-from api.devices import service as device_service
+from api.devices import tokens as device_tokens
 from api.devices.models import Device
 from api.errors import Forbidden, Unauthenticated
 from api.principal import Principal, Role, Scope
@@ -27,7 +27,7 @@ from api.security import hash_token
 from api.types import utcnow
 from api.users.models import ApiToken, AppUser, UserCamp
 
-_bearer = HTTPBearer(auto_error=False)
+bearer_scheme = HTTPBearer(auto_error=False)
 
 
 def authenticate_token(session: Session, token: str) -> Principal:
@@ -87,7 +87,7 @@ class Policy:
     def __call__(
         self,
         session: SessionDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Principal | None:
         if self.public:
             return None
@@ -130,13 +130,13 @@ class DeviceAuth:
         self,
         session: SessionDep,
         keyring: KeyringDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Device:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthenticated(
                 "a device token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        return device_service.authenticate_device(
+        return device_tokens.authenticate_device(
             session=session, keys=keyring.current(), token=credentials.credentials
         )
 

@@ -180,6 +180,24 @@ def create_user(
     typer.echo(token)
 
 
+@admin_app.command("set-password")
+def set_password(
+    username: Annotated[str, typer.Option(help="The user's login name.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input (for scripts).")
+    ] = False,
+) -> None:
+    """Set a user's password (Argon2id); they can then log in at POST /v1/auth/login."""
+    from api.users import service
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    run(lambda s: service.set_password(session=s, username=username, password=password))
+    typer.echo(f"password set for {username}")
+
+
 @admin_app.command("enrollment-code")
 def enrollment_code(
     camp: Annotated[str, typer.Option(help="The camp the tablet will serve.")],

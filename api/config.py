@@ -44,6 +44,12 @@ class Settings(BaseSettings):
 
     enrollment_code_ttl_minutes: int = Field(default=60 * 24, ge=1)
     device_token_ttl_seconds: int = Field(default=900, ge=60)
+    login_token_ttl_minutes: int = Field(default=12 * 60, ge=5)
+    """Lifetime of a token obtained by logging in with a password."""
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    """After this many failed logins for one username or one address within the window, the
+    login answers 429 until the window has passed."""
     key_rotation_grace_days: int = Field(default=90, ge=1)
     """A retired transport key stays usable this long (the maximum outbox age)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +17,10 @@ from api.db import engine_from_settings
 from api.handlers import UnhandledErrorMiddleware, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.logs import RequestContextMiddleware, configure_logging
-from api.routes import camps, devices, health, sync
+from api.routes import auth, camps, devices, health, sync
 from api.sync.keys import Keyring
 
-ROUTERS = (health.router, camps.router, devices.router, sync.router)
+ROUTERS = (health.router, auth.router, camps.router, devices.router, sync.router)
 """Every router of the app; the authorisation test walks them all."""
 
 _BATCHES = "/v1/sync/batches/"
@@ -41,6 +42,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Everything alive after start-up lives as long as the process: keep it out of the
+        # collector's way, and collect less often. A 500-operation batch allocates objects
+        # by the hundred thousand, and full collections over the app's long-lived objects
+        # cost a third of the merge path's time otherwise.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         try:
             keyring.current()  # the first start creates the deployment id and the keys
         except SQLAlchemyError:
@@ -59,6 +66,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.engine = app_engine
     app.state.keyring = keyring
+    app.state.push_gate = sync.PushGate(patience=min(10.0, settings.request_timeout_seconds))
     install_error_handlers(app)
     # Added innermost first: request id → body limit → unhandled errors → the app.
     app.add_middleware(UnhandledErrorMiddleware)

@@ -23,7 +23,7 @@ class LiveServer:
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         data_dir: Path,
         *,
         workers: int = 1,
@@ -34,8 +34,8 @@ class LiveServer:
         self.workers = workers
         self.log_path = data_dir / "server.log"
         self.env = {
-            **os.environ,
-            "CAMPSYNC_DATABASE_URL": database_url,
+            **{k: v for k, v in os.environ.items() if k != "CAMPSYNC_DATABASE_URL"},
+            **({"CAMPSYNC_DATABASE_URL": database_url} if database_url else {}),
             "CAMPSYNC_DATA_DIR": str(data_dir),
             "CAMPSYNC_PUBLIC_URL": self.url,
             "CAMPSYNC_LOG_FORMAT": "json",

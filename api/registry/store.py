@@ -12,16 +12,18 @@ order is commit order and a pull cursor never skips a transaction that committed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from campsync_sync import ENTITY_FIELDS, Entity, EventState, RecordState, name_keys
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from api.registry import bulk
 from api.registry.models import ChangeLog, Household, Person, Referral, ServiceDelivery
 from api.sync.models import SyncCounter
 
@@ -58,10 +60,12 @@ _DEFAULTS: Final = {"status": "active"}
 CHANGE_SEQ: Final = "change_seq"
 
 
+@functools.cache
 def scalar_fields(entity: Entity) -> tuple[str, ...]:
     return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if not spec.is_set)
 
 
+@functools.cache
 def set_field_names(entity: Entity) -> tuple[str, ...]:
     return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if spec.is_set)
 
@@ -177,32 +181,10 @@ _INSERT_ONLY: Final = frozenset({"id", "created_at", "created_by_device"})
 
 def save_registry(session: Session, entity: Entity, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or update whole rows with one executemany upsert."""
-    if not rows:
-        return
-    table = REGISTRY_TABLES[entity]
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = builder(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in _INSERT_ONLY},
-    )
-    session.execute(statement, list(rows))
-
-
-def _upsert(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], update: Collection[str]
-) -> None:
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = builder(table)
-    if update:
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.id], set_={name: statement.excluded[name] for name in update}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=[table.c.id])
-    session.execute(statement, list(rows))
+    if rows:
+        table = REGISTRY_TABLES[entity]
+        update = [name for name in rows[0] if name not in _INSERT_ONLY]
+        bulk.write(session, table, rows, update=update)
 
 
 # --------------------------------------------------------------------------- events
@@ -314,16 +296,14 @@ def save_events(session: Session, entity: Entity, rows: Sequence[dict[str, Any]]
 
     Only the void columns are ever updated: an event's content is immutable.
     """
-    if rows:
-        _upsert(session, EVENT_TABLES[entity], rows, ("voided_hlc", "void_reason"))
+    bulk.write(session, EVENT_TABLES[entity], rows, update=("voided_hlc", "void_reason"))
 
 
 def insert_ignoring_duplicates(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Insert rows whose ids are deterministic (conflicts, flags); a replay adds nothing."""
-    if rows:
-        _upsert(session, table, rows, ())
+    bulk.write(session, table, rows, update=())
 
 
 def allocate_commit_seq(session: Session) -> int:
@@ -379,6 +359,5 @@ def append_changes(
         }
         for c in changes
     ]
-    if rows:
-        session.execute(insert(ChangeLog.__table__), rows)  # type: ignore[attr-defined]
+    bulk.write(session, ChangeLog.__table__, rows)  # type: ignore[attr-defined]
     return len(rows)

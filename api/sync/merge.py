@@ -12,19 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 from campsync_sync import (
-    HLC,
-    SUPPORTED_SCHEMA_VERSIONS,
     Batch,
     DeleteOp,
     Entity,
     EventState,
-    FieldWrite,
     Operation,
     OpResult,
     Outcome,
@@ -34,26 +31,22 @@ from campsync_sync import (
     RejectReason,
     RestoreOp,
     ServiceOp,
-    SetChange,
     VoidOp,
     apply_event_op,
     apply_registry_op,
     apply_void,
-    clamp,
     double_distribution,
-    normalize_operation,
-    parse_operation,
 )
 from campsync_sync.fields import DEFAULT_ENTITLEMENT_DAYS
 from campsync_sync.merge import CONFLICT_NAMESPACE
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from api.devices.models import Device
-from api.registry import store
+from api.registry import bulk, store
 from api.registry.models import Conflict, Flag
 from api.sync.models import Quarantine
+from api.sync.prepare import Prepared
 
 _RANK: Final = {
     Outcome.APPLIED: 0,
@@ -69,122 +62,11 @@ _QUARANTINE_TABLE: Final = Quarantine.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
-class Prepared:
-    """One operation after validation, before the transaction."""
-
-    index: int
-    raw: dict[str, Any]
-    op: Operation | None = None
-    op_id: uuid.UUID | None = None
-    rejected: Rejected | None = None
-    clamped: bool = False
-
-
-@dataclass(slots=True)
 class MergeResult:
     results: list[OpResult]
     changes: list[store.Change]
     max_hlc: str | None
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def _op_id_of(raw: dict[str, Any]) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(raw.get("op_id")))
-    except ValueError:
-        return None
-
-
-# --------------------------------------------------------------------------- preparation
-
-
-class Clamper:
-    """Bounds clocks that claim to be too far ahead of the server's.
-
-    Each clamp takes a fresh server timestamp as its limit, so one device's successive
-    clamped writes keep their order.
-    """
-
-    def __init__(self, *, now: Callable[[], HLC], skew_ms: int) -> None:
-        self.now = now
-        self.skew_ms = skew_ms
-        self.threshold = now().millis + skew_ms
-
-    def __call__(self, text: str) -> tuple[str, bool]:
-        if int(text[:12], 16) <= self.threshold:
-            return text, False
-        server = self.now()
-        limit = HLC(server.millis + self.skew_ms, server.counter, server.node)
-        stamp, clamped = clamp(HLC.decode(text), limit=limit)
-        return str(stamp), clamped
-
-
-def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool]:
-    """The operation with every clock bounded, and whether any was clamped."""
-    hit = False
-
-    def bound(text: str) -> str:
-        nonlocal hit
-        stamp, clamped = clamper(text)
-        hit = hit or clamped
-        return stamp
-
-    if isinstance(op, PatchOp):
-        fields: dict[str, FieldWrite] = {}
-        for name, write in op.fields.items():
-            stamp = bound(write.hlc)
-            fields[name] = write if stamp == write.hlc else write.model_copy(update={"hlc": stamp})
-        sets: dict[str, list[SetChange]] = {}
-        for name, changes in op.sets.items():
-            sets[name] = []
-            for change in changes:
-                stamp = bound(change.hlc)
-                sets[name].append(
-                    change if stamp == change.hlc else change.model_copy(update={"hlc": stamp})
-                )
-        return (op.model_copy(update={"fields": fields, "sets": sets}) if hit else op), hit
-    stamp = bound(op.hlc)
-    return (op.model_copy(update={"hlc": stamp}) if hit else op), hit
-
-
-def prepare(batch: Batch, clamper: Clamper) -> list[Prepared]:
-    """Validate and normalise every operation; clamp clocks from the future.
-
-    Pure CPU work, done before the transaction opens.
-    """
-    prepared: list[Prepared] = []
-    seen: set[uuid.UUID] = set()
-    schema_ok = batch.schema_version in SUPPORTED_SCHEMA_VERSIONS
-    for index, raw in enumerate(batch.ops):
-        item = Prepared(index, raw, op_id=_op_id_of(raw))
-        prepared.append(item)
-        if not schema_ok:
-            item.rejected = Rejected(
-                RejectReason.UNSUPPORTED_SCHEMA, f"schema {batch.schema_version}"
-            )
-            continue
-        try:
-            op = normalize_operation(parse_operation(raw))
-        except ValidationError as exc:
-            where = ".".join(str(p) for p in exc.errors()[0]["loc"])[:100]
-            item.rejected = Rejected(RejectReason.INVALID_OPERATION, where or "operation")
-            continue
-        except Rejected as exc:
-            item.rejected = exc
-            continue
-        item.op_id = op.op_id
-        if op.op_id in seen:
-            item.rejected = Rejected(RejectReason.DUPLICATE_OP, "op_id repeated in the batch")
-            continue
-        seen.add(op.op_id)
-        if isinstance(op, ServiceOp) and op.delivered_at.utcoffset():
-            # Stored in UTC; normalising here makes a replayed event compare equal.
-            op = op.model_copy(update={"delivered_at": op.delivered_at.astimezone(dt.UTC)})
-        item.op, item.clamped = _clamp_op(op, clamper)
-    return prepared
-
-
-# --------------------------------------------------------------------------- merge
 
 
 class _Scope:
@@ -465,7 +347,9 @@ class BatchMerger:
                 "op_id": item.op_id,
                 "reason": rejected.reason.value,
                 "detail": rejected.detail[:200],
-                "payload": orjson.dumps(item.raw),
+                "payload": orjson.dumps(
+                    item.raw if isinstance(item.raw, dict) else item.raw.model_dump(mode="json")
+                ),
                 "created_at": self.now,
             }
         )
@@ -538,7 +422,7 @@ class BatchMerger:
         store.insert_ignoring_duplicates(self.session, _CONFLICT_TABLE, self.conflicts)
         store.insert_ignoring_duplicates(self.session, _FLAG_TABLE, self.flags)
         if self.quarantine:
-            self.session.execute(_QUARANTINE_TABLE.insert(), self.quarantine)
+            bulk.write(self.session, _QUARANTINE_TABLE, self.quarantine)
 
 
 def _event_entity(op: Operation) -> str:

@@ -3,14 +3,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session, col
 
 from api.audit import service as audit
 from api.camps.models import Camp
-from api.errors import AlreadyExists, InvalidInput, NotFound
+from api.errors import AlreadyExists, InvalidInput, NotFound, Unauthenticated
 from api.principal import Role, Scope
-from api.security import hash_password, hash_token, new_token
+from api.security import hash_password, hash_token, new_token, verify_password
 from api.types import utcnow
 from api.users.models import ApiToken, AppUser, UserCamp
 
@@ -93,3 +93,53 @@ def issue_token(
     )
     session.flush()
     return token
+
+
+def set_password(*, session: Session, username: str, password: str, actor: str = "cli") -> None:
+    """Set (or replace) a user's password, hashed with Argon2id."""
+    if not 12 <= len(password) <= 256:
+        raise InvalidInput("a password must be 12 to 256 characters long")
+    user = session.execute(
+        select(AppUser).where(col(AppUser.username) == username)
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist")
+    user.password_hash = hash_password(password)
+    session.add(user)
+    audit.append(
+        session,
+        actor_type="user" if actor.startswith("user:") else "system",
+        actor_id=actor,
+        action="user.set_password",
+        entity="user",
+        entity_id=user.id,
+    )
+    session.commit()
+
+
+def login(
+    *, session: Session, username: str, password: str, ttl: dt.timedelta
+) -> tuple[str, dt.datetime]:
+    """Exchange a username and password for a short-lived bearer token.
+
+    Unknown users and wrong passwords take the same time and get the same answer.
+    """
+    user = session.execute(
+        select(AppUser).where(col(AppUser.username) == username)
+    ).scalar_one_or_none()
+    stored = user.password_hash if user is not None and user.disabled_at is None else None
+    if not verify_password(stored, password) or user is None:
+        raise Unauthenticated("invalid username or password")
+    token = issue_token(session=session, user=user, ttl=ttl, name="login")
+    audit.append(session, actor_type="user", actor_id=f"user:{user.id}", action="user.login")
+    session.commit()
+    return token, utcnow() + ttl
+
+
+def revoke_token(*, session: Session, token_hash: str) -> None:
+    session.execute(
+        update(ApiToken)
+        .where(col(ApiToken.token_hash) == token_hash, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    session.commit()

@@ -19,7 +19,7 @@ from campsync_sync import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
 from api.main import create_app
@@ -277,3 +277,28 @@ def test_server_envelopes_open_only_for_their_device(client, db: Engine, typ: st
     other.exchange = X25519PrivateKey.generate()
     with pytest.raises(Exception, match="decrypt"):
         other.open(data, typ)
+
+
+def test_a_push_beyond_capacity_is_told_when_to_come_back(client, db: Engine) -> None:  # type: ignore[no-untyped-def]
+    from api.routes.sync import PushGate
+
+    tablet = make_tablet(client, db)
+    client.app.state.push_gate = PushGate(slots=0, patience=0.05)
+    started = time.perf_counter()
+    response = tablet.put(*tablet.seal_batch([tablet.household()]))
+    assert time.perf_counter() - started < 1
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_keys_can_live_in_the_database(db: Engine, settings) -> None:  # type: ignore[no-untyped-def]
+    in_db = settings.model_copy(update={"key_store": "database"})
+    with TestClient(create_app(in_db, engine=db)) as client:
+        tablet = make_tablet(client, db)
+        assert tablet.push([tablet.household()]).status == "applied"
+    assert not (settings.data_dir / "keys").exists()
+    with Session(db) as session:
+        rows = session.execute(select(ServerKey)).scalars().all()
+    assert len(rows) == 3
+    assert all(row.private_key for row in rows)

@@ -27,3 +27,15 @@ def test_live_server_serves_the_api(db: Engine, tmp_path: Path) -> None:
     finally:
         server.stop()
     assert '"route": "/v1/camps/{camp_id}"' in server.log()
+
+
+def test_first_start_on_an_empty_data_dir_creates_the_embedded_database(tmp_path: Path) -> None:
+    server = LiveServer(None, tmp_path)
+    server.start()
+    try:
+        ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+    finally:
+        server.stop()
+    assert ready["status"] == "ready"
+    assert ready["database"] == "sqlite"
+    assert (tmp_path / "campsync.db").exists()

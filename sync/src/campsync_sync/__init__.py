@@ -1,10 +1,14 @@
 """campsync_sync: the protocol shared by the campsync server and its clients.
 
 Pure functions and data only: wire schemas (:mod:`~campsync_sync.wire`), the domain catalogue
-(:mod:`~campsync_sync.fields`), sealed envelopes (:mod:`~campsync_sync.envelope`), keys
-(:mod:`~campsync_sync.keys`), hybrid logical clocks (:mod:`~campsync_sync.hlc`), merge rules
-(:mod:`~campsync_sync.merge`), transliteration-tolerant name keys (:mod:`~campsync_sync.names`) and
-the error catalogue (:mod:`~campsync_sync.errors`). No I/O happens in this package.
+(:mod:`~campsync_sync.fields`), sealed envelopes (:mod:`~campsync_sync.envelope`), keys and
+signed statements (:mod:`~campsync_sync.keys`), hybrid logical clocks (:mod:`~campsync_sync.hlc`),
+reading operations (:mod:`~campsync_sync.operations`), the registry merge
+(:mod:`~campsync_sync.merge`), events (:mod:`~campsync_sync.events`), what applying produces
+(:mod:`~campsync_sync.outcomes`), transliteration-tolerant name keys
+(:mod:`~campsync_sync.names`), UUIDv7 ids (:mod:`~campsync_sync.ids`), versions and limits
+(:mod:`~campsync_sync.versions`) and the error catalogue (:mod:`~campsync_sync.errors`).
+No I/O happens in this package. ``docs/protocol.md`` is the normative specification.
 """
 
 from campsync_sync.envelope import (
@@ -15,6 +19,8 @@ from campsync_sync.envelope import (
     OpenedEnvelope,
     SealedEnvelope,
     Suite,
+    decode_batch,
+    decode_message,
     open_envelope,
     parse_envelope,
     seal,
@@ -33,6 +39,7 @@ from campsync_sync.errors import (
     ProtocolError,
     SuiteNotAllowed,
     TooLarge,
+    TooManyOperations,
     UnknownKey,
     UnsupportedVersion,
     WrongDeployment,
@@ -63,8 +70,11 @@ from campsync_sync.keys import (
     key_id,
     load_signing_public,
     load_transport_public,
+    sign_manifest,
     sign_statement,
     signing_public_bytes,
+    token_message,
+    verify_manifest,
     verify_statement,
     wipe_statement,
 )
@@ -82,6 +92,8 @@ from campsync_sync.merge import (
     event_state_of,
     join,
     normalize_operation,
+    op_state,
+    read_operation,
     record_state_from_row,
     record_state_to_row,
 )
@@ -200,6 +212,7 @@ __all__ = [
     "SuiteNotAllowed",
     "TokenRequest",
     "TooLarge",
+    "TooManyOperations",
     "TransportKeyPair",
     "UnknownKey",
     "UnsupportedVersion",
@@ -212,6 +225,8 @@ __all__ = [
     "b64decode",
     "b64encode",
     "clamp",
+    "decode_batch",
+    "decode_message",
     "double_distribution",
     "enrollment_proof_message",
     "event_state_of",
@@ -227,20 +242,25 @@ __all__ = [
     "name_keys",
     "node_id_for",
     "normalize_operation",
+    "op_state",
     "open_envelope",
     "parse_envelope",
     "parse_operation",
     "pii_fields",
+    "read_operation",
     "record_state_from_row",
     "record_state_to_row",
     "seal",
     "set_fields",
+    "sign_manifest",
     "sign_statement",
     "signing_public_bytes",
     "similarity",
+    "token_message",
     "uuid7",
     "validate_element",
     "validate_field",
+    "verify_manifest",
     "verify_statement",
     "wipe_statement",
 ]

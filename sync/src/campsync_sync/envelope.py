@@ -16,25 +16,37 @@ The HPKE ``info`` is INFO_LABEL || bytes[0 : 8+H], so changing any header byte (
 device id, the batch id, the seq...) makes decryption fail even if the attacker re-signs. The
 body is compressed before encryption; the header's ``len`` caps decompression.
 
-A receiver checks cheapest first: size, magic, version, suite, framing, header, deployment,
-sender key, signature, recipient key, decryption, decompression. Each failure raises its own
-:class:`~campsync_sync.errors.EnvelopeError` subclass.
+A receiver checks cheapest first: size, magic, version, suite, framing, header, type,
+deployment, declared length, sender key, signature, recipient key, decryption, decompression,
+and finally the message itself (:func:`decode_batch`). Each failure raises its own
+:class:`~campsync_sync.errors.EnvelopeError` subclass. ``docs/protocol.md`` is the normative
+description.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import struct
 import uuid
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Final, Literal, Protocol
+from typing import Annotated, Any, Final, Literal, NoReturn, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import from_json
 
 from campsync_sync.errors import (
     BadEnvelope,
@@ -43,6 +55,7 @@ from campsync_sync.errors import (
     DecryptionFailed,
     SuiteNotAllowed,
     TooLarge,
+    TooManyOperations,
     UnknownKey,
     UnsupportedVersion,
     WrongDeployment,
@@ -51,21 +64,29 @@ from campsync_sync.keys import KeyKind, RecipientPrivate, RecipientPublic
 from campsync_sync.versions import (
     ENVELOPE_VERSION,
     HARD_MAX_ENVELOPE_BYTES,
+    HARD_MAX_OPERATIONS,
     HARD_MAX_PLAINTEXT_BYTES,
+    PROTOCOL_VERSION,
     SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
 )
+from campsync_sync.wire import Batch
 
 __all__ = [
     "ALL_SUITES",
     "DEFAULT_SUITE",
     "INFO_LABEL",
     "MAGIC",
+    "MAX_HEADER_BYTES",
     "SIG_LABEL",
     "EnvelopeHeader",
+    "EnvelopeType",
     "KeyResolver",
     "OpenedEnvelope",
     "SealedEnvelope",
     "Suite",
+    "decode_batch",
+    "decode_message",
     "open_envelope",
     "parse_envelope",
     "seal",
@@ -74,11 +95,13 @@ __all__ = [
 MAGIC: Final = b"CSYN"
 SIG_LABEL: Final = b"campsync-envelope-v1/sig\x00"
 INFO_LABEL: Final = b"campsync-envelope-v1/info\x00"
+MAX_HEADER_BYTES: Final = 4096
 _PREFIX = struct.Struct(">4sBBH")
 _CT_LEN = struct.Struct(">I")
 _SIG_LEN: Final = 64
-_MAX_HEADER: Final = 4096
+# The smallest frame: prefix, a 2-byte header "{}", the length field and a signature.
 _MIN_SIZE: Final = _PREFIX.size + 2 + _CT_LEN.size + _SIG_LEN
+_UUID_TEXT = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 class Suite(IntEnum):
@@ -97,27 +120,38 @@ class Suite(IntEnum):
 
     def hpke(self) -> hpke.Suite:
         """The ``cryptography`` HPKE suite object."""
-        kem, aead = _HPKE[self]
-        return hpke.Suite(kem, hpke.KDF.HKDF_SHA256, aead)
+        return _HPKE[self]
 
 
 _HPKE: Final = {
-    Suite.X25519_CHACHA20POLY1305: (hpke.KEM.X25519, hpke.AEAD.CHACHA20_POLY1305),
-    Suite.X25519_AES256GCM: (hpke.KEM.X25519, hpke.AEAD.AES_256_GCM),
-    Suite.MLKEM768X25519_CHACHA20POLY1305: (hpke.KEM.MLKEM768_X25519, hpke.AEAD.CHACHA20_POLY1305),
+    suite: hpke.Suite(kem, hpke.KDF.HKDF_SHA256, aead)
+    for suite, kem, aead in (
+        (Suite.X25519_CHACHA20POLY1305, hpke.KEM.X25519, hpke.AEAD.CHACHA20_POLY1305),
+        (Suite.X25519_AES256GCM, hpke.KEM.X25519, hpke.AEAD.AES_256_GCM),
+        (
+            Suite.MLKEM768X25519_CHACHA20POLY1305,
+            hpke.KEM.MLKEM768_X25519,
+            hpke.AEAD.CHACHA20_POLY1305,
+        ),
+    )
 }
 DEFAULT_SUITE: Final = Suite.X25519_CHACHA20POLY1305
 ALL_SUITES: Final = frozenset(Suite)
 
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+EnvelopeType = Literal["push", "pull", "receipt"]
 
 
 class EnvelopeHeader(BaseModel):
-    """The signed, HPKE-bound header of an envelope (JSON keys are kept short)."""
+    """The signed, HPKE-bound header of an envelope (JSON keys are kept short).
+
+    On the wire it is parsed strictly: no duplicate keys, no unknown keys, integers as JSON
+    integers, ``batch`` as a lowercase hyphenated UUID.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    typ: Literal["push", "pull", "receipt"]
+    typ: EnvelopeType
     aud: _Id = Field(description="deployment id")
     snd: _Id = Field(description="sender id: a device id, or 'server'")
     skid: _Id = Field(description="sender signing-key id")
@@ -125,8 +159,15 @@ class EnvelopeHeader(BaseModel):
     batch: uuid.UUID
     seq: int = Field(ge=0, lt=1 << 63)
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema", ge=1, lt=1 << 16)
-    len: int = Field(ge=0, le=HARD_MAX_PLAINTEXT_BYTES)
+    len: int = Field(default=0, ge=0, le=HARD_MAX_PLAINTEXT_BYTES)
     zip: Literal["none", "zlib"] = "zlib"
+
+    @field_validator("batch", mode="before")
+    @classmethod
+    def _canonical_uuid(cls, value: Any) -> Any:
+        if isinstance(value, str) and _UUID_TEXT.match(value) is None:
+            raise ValueError("batch must be a lowercase hyphenated UUID")
+        return value
 
 
 class KeyResolver(Protocol):
@@ -174,9 +215,10 @@ class SealedEnvelope:
         """
         if _kind_of(key) is not self.suite.key_kind:
             raise UnknownKey("recipient key is not of the suite's kind")
-        info = INFO_LABEL + self.header_bytes
         try:
-            body = self.suite.hpke().decrypt(self.ciphertext, key, info=info)
+            body = self.suite.hpke().decrypt(
+                self.ciphertext, key, info=INFO_LABEL + self.header_bytes
+            )
         except (InvalidTag, ValueError):
             raise DecryptionFailed("envelope body does not decrypt") from None
         return _decompress(body, self.header)
@@ -203,7 +245,8 @@ def _decompress(body: bytes, header: EnvelopeHeader) -> bytes:
     else:
         inflater = zlib.decompressobj()
         try:
-            # One byte beyond the declared length is enough to detect a bomb.
+            # One byte beyond the declared length is enough to detect a bomb, and memory
+            # stays bounded by the declared length, itself capped before decryption.
             data = inflater.decompress(body, header.len + 1)
         except zlib.error:
             raise BadPlaintext("envelope body is not valid zlib data") from None
@@ -227,8 +270,9 @@ def seal(
 ) -> bytes:
     """Compress, encrypt and sign ``plaintext``.
 
-    ``header.len`` and ``header.zip`` are filled in here; the other header fields come
-    from the caller.
+    ``header.len`` is filled in here; the other header fields come from the caller. Level 1
+    deflate keeps sealing a 500-operation batch within a few milliseconds; higher levels
+    save little on JSON and cost several times more.
 
     Raises:
         UnknownKey: when ``recipient_key`` is not of the kind ``suite`` needs.
@@ -250,6 +294,30 @@ def seal(
     return sealed
 
 
+_HEADER_KEYS: Final = frozenset(
+    {"typ", "aud", "snd", "skid", "rkid", "batch", "seq", "schema", "len", "zip"}
+)
+
+
+def _wire_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys) or not _HEADER_KEYS.issuperset(keys):
+        raise ValueError("repeated or unknown header key")
+    return dict(pairs)
+
+
+def _parse_header(raw: bytes) -> EnvelopeHeader:
+    try:
+        header = EnvelopeHeader.model_validate_json(raw, strict=True)
+        # Validation succeeded, so ``raw`` is a flat JSON object. Refuse repeated keys, which
+        # another implementation's parser could read differently, and Python field names
+        # (``schema_version``) that pydantic accepts besides the wire names.
+        json.loads(raw, object_pairs_hook=_wire_keys)
+    except (ValidationError, ValueError):
+        raise BadEnvelope("envelope header is malformed") from None
+    return header
+
+
 def parse_envelope(
     data: bytes,
     *,
@@ -257,8 +325,18 @@ def parse_envelope(
     allowed_suites: Collection[Suite] = ALL_SUITES,
     max_bytes: int = HARD_MAX_ENVELOPE_BYTES,
     max_plaintext: int = HARD_MAX_PLAINTEXT_BYTES,
+    typ: EnvelopeType | None = None,
 ) -> SealedEnvelope:
     """Check an envelope's framing and header without touching any key.
+
+    Args:
+        data: the sealed bytes.
+        deployment_id: this deployment's id; the header's ``aud`` must equal it.
+        allowed_suites: the suites this receiver accepts (no negotiation, no fallback).
+        max_bytes: the receiver's envelope size limit (never above the hard limit).
+        max_plaintext: the receiver's plaintext size limit (never above the hard limit).
+        typ: the envelope type the receiver expects; receivers should always pass it, so that
+            a receipt or a pull page can never be taken for something else.
 
     Raises:
         TooLarge, BadEnvelope, UnsupportedVersion, SuiteNotAllowed, WrongDeployment.
@@ -276,16 +354,15 @@ def parse_envelope(
         raise SuiteNotAllowed(f"suite {suite_id} is not allowed")
     suite = Suite(suite_id)
     header_end = _PREFIX.size + header_len
-    if not 0 < header_len <= _MAX_HEADER or header_end + _CT_LEN.size > len(data):
+    if not 2 <= header_len <= MAX_HEADER_BYTES or header_end + _CT_LEN.size > len(data):
         raise BadEnvelope("envelope header length is invalid")
     (ct_len,) = _CT_LEN.unpack_from(data, header_end)
     ct_start = header_end + _CT_LEN.size
     if ct_start + ct_len + _SIG_LEN != len(data):
         raise BadEnvelope("envelope framing does not match its length")
-    try:
-        header = EnvelopeHeader.model_validate_json(data[_PREFIX.size : header_end])
-    except ValidationError:
-        raise BadEnvelope("envelope header is malformed") from None
+    header = _parse_header(data[_PREFIX.size : header_end])
+    if typ is not None and header.typ != typ:
+        raise BadEnvelope(f"expected a {typ} envelope")
     if header.aud != deployment_id:
         raise WrongDeployment("envelope was sealed for another deployment")
     if header.len > min(max_plaintext, HARD_MAX_PLAINTEXT_BYTES):
@@ -308,6 +385,7 @@ def open_envelope(
     allowed_suites: Collection[Suite] = ALL_SUITES,
     max_bytes: int = HARD_MAX_ENVELOPE_BYTES,
     max_plaintext: int = HARD_MAX_PLAINTEXT_BYTES,
+    typ: EnvelopeType | None = None,
 ) -> OpenedEnvelope:
     """Parse, verify and decrypt an envelope in one call, cheapest check first.
 
@@ -323,7 +401,104 @@ def open_envelope(
         allowed_suites=allowed_suites,
         max_bytes=max_bytes,
         max_plaintext=max_plaintext,
+        typ=typ,
     )
     sealed.verify(keys.sender_key(sealed.header))
     plaintext = sealed.decrypt(keys.recipient_key(sealed.header, sealed.suite))
     return OpenedEnvelope(sealed.suite, sealed.header, plaintext)
+
+
+# ------------------------------------------------------------------------ messages
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Versions(BaseModel):
+    """Just enough of any message to tell a bad body from a newer protocol."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    protocol: int = PROTOCOL_VERSION
+    schema_version: int = SCHEMA_VERSION
+    ops: list[Any] = Field(default_factory=list)
+
+
+def _check_versions(protocol: int, schema_version: int) -> None:
+    if protocol > PROTOCOL_VERSION:
+        raise UnsupportedVersion(f"protocol version {protocol} is not supported")
+    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedVersion(f"schema version {schema_version} is not supported")
+
+
+def _refuse(body: object) -> NoReturn:
+    """Explain why a body failed validation: a newer version, too many operations, or bad."""
+    try:
+        probe = (
+            _Versions.model_validate_json(body)
+            if isinstance(body, bytes)
+            else _Versions.model_validate(body)
+        )
+    except ValidationError:
+        raise BadPlaintext("envelope body is not a valid message") from None
+    _check_versions(probe.protocol, probe.schema_version)
+    if len(probe.ops) > HARD_MAX_OPERATIONS:
+        raise TooManyOperations(f"a batch holds at most {HARD_MAX_OPERATIONS} operations")
+    raise BadPlaintext("envelope body is not a valid message")
+
+
+def decode_message(opened: OpenedEnvelope, model: type[M]) -> M:
+    """Validate the plaintext of an opened envelope as ``model`` (a receipt, a pull page...).
+
+    Raises:
+        UnsupportedVersion: when the message is of a newer protocol or an unknown schema.
+        BadPlaintext: when the plaintext is not a valid ``model``.
+    """
+    try:
+        message = model.model_validate_json(opened.plaintext)
+    except ValidationError:
+        _refuse(opened.plaintext)
+    _check_versions(
+        getattr(message, "protocol", PROTOCOL_VERSION),
+        getattr(message, "schema_version", SCHEMA_VERSION),
+    )
+    return message
+
+
+def decode_batch(opened: OpenedEnvelope, *, max_operations: int = HARD_MAX_OPERATIONS) -> Batch:
+    """Validate a pushed batch and check that it is the one its header announces.
+
+    The operations themselves stay raw: each is read on its own by
+    :func:`~campsync_sync.operations.read_operation`, so one bad operation never blocks a batch.
+
+    Raises:
+        BadEnvelope: when the envelope is not a push.
+        UnsupportedVersion: when the header or the batch has an unknown protocol or schema.
+        TooManyOperations: when the batch holds more than ``max_operations`` operations.
+        BadPlaintext: when the batch is malformed, or its batch id, device id, seq or schema
+            differ from the header's.
+    """
+    header = opened.header
+    if header.typ != "push":
+        raise BadEnvelope("expected a push envelope")
+    _check_versions(PROTOCOL_VERSION, header.schema_version)
+    # Parsing to Python objects first and validating those is a third faster than
+    # validating the JSON text, because the operations stay raw (typed ``Any``).
+    try:
+        raw = from_json(opened.plaintext, allow_inf_nan=False)
+    except ValueError:
+        raise BadPlaintext("envelope body is not JSON") from None
+    try:
+        batch = Batch.model_validate(raw)
+    except ValidationError:
+        _refuse(raw)
+    _check_versions(batch.protocol, batch.schema_version)
+    if len(batch.ops) > min(max_operations, HARD_MAX_OPERATIONS):
+        raise TooManyOperations(f"the batch holds more than {max_operations} operations")
+    if (
+        batch.batch_id != header.batch
+        or str(batch.device_id) != header.snd
+        or batch.seq != header.seq
+        or batch.schema_version != header.schema_version
+    ):
+        raise BadPlaintext("the batch does not match its envelope header")
+    return batch

@@ -6,7 +6,24 @@ Every non-2xx HTTP answer of a campsync server carries :class:`ErrorBody`::
 
 ``ErrorCode`` is the one catalogue of codes. Codes are stable: clients branch on them, so a
 code is never renamed or reused. ``ERROR_STATUS`` gives each code's HTTP status; the table in
-``docs/protocol.md`` is generated from it and a test keeps the two in step.
+``docs/protocol.md`` mirrors it and a test keeps the two in step.
+
+The typed errors, each carrying its code and so its HTTP status::
+
+    ProtocolError
+    └── EnvelopeError          bad_envelope        400  magic, framing, header, type
+        ├── TooLarge           envelope_too_large  413  size caps, decompression bomb
+        ├── UnsupportedVersion unsupported_version 400  envelope, protocol or schema version
+        ├── SuiteNotAllowed    suite_not_allowed   400  suite unknown or not on the allow-list
+        ├── WrongDeployment    wrong_deployment    400  sealed for another deployment
+        ├── UnknownKey         unknown_key         400  sender or recipient key not known
+        ├── KeyDestroyed       key_destroyed       410  recipient key destroyed: re-seal
+        ├── BadSignature       bad_signature       400  signature does not verify
+        ├── DecryptionFailed   decryption_failed   400  HPKE open failed
+        ├── BadPlaintext       bad_plaintext       400  body does not decompress or parse
+        └── TooManyOperations  too_many_operations 413  batch over the operation limit
+
+``BadEnvelope`` is ``EnvelopeError`` with the same code, raised for the first row.
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ __all__ = [
     "ProtocolError",
     "SuiteNotAllowed",
     "TooLarge",
+    "TooManyOperations",
     "UnknownKey",
     "UnsupportedVersion",
     "WrongDeployment",
@@ -217,3 +235,9 @@ class BadPlaintext(EnvelopeError):
     """The decrypted body does not decompress to its declared length or does not parse."""
 
     code = ErrorCode.BAD_PLAINTEXT
+
+
+class TooManyOperations(EnvelopeError):
+    """A batch holds more operations than the receiver accepts."""
+
+    code = ErrorCode.TOO_MANY_OPERATIONS

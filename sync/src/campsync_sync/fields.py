@@ -143,8 +143,12 @@ DEFAULT_ENTITLEMENT_DAYS: Final[Mapping[str, int]] = {
 }
 
 _PHONE = re.compile(r"\A\+?[0-9]{6,20}\Z")
-_DOCUMENT = re.compile(r"\A[0-9A-Za-z/\-]{1,40}\Z")
+_PHONE_SEPARATORS = str.maketrans("", "", " -.()")
+_DOCUMENT = re.compile(r"\A[0-9A-Z/\-]{1,40}\Z")
 _MAX_TEXT = 120
+# Embedding, override and isolate controls reorder what a coordinator sees ("Trojan Source");
+# the joiners and marks Persian and Pashto need (ZWNJ, ZWJ, LRM, RLM) are allowed.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class FieldError(ValueError):
@@ -194,7 +198,11 @@ def _text(limit: int = _MAX_TEXT) -> Validator:
             raise FieldError(name, "empty", "must not be blank")
         if len(cleaned) > limit:
             raise FieldError(name, "too_long", f"must be at most {limit} characters")
-        if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+        # isprintable() is false for every control (and for the format characters Persian
+        # needs), so only such text pays for the character-by-character check.
+        if not cleaned.isprintable() and any(
+            ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") for ch in cleaned
+        ):
             raise FieldError(name, "invalid_value", "must not contain control characters")
         return cleaned
 
@@ -210,16 +218,29 @@ def _choice(options: tuple[str, ...]) -> Validator:
     return check
 
 
-def _pattern(pattern: re.Pattern[str], what: str) -> Validator:
-    def check(name: str, value: Any) -> str:
-        if not isinstance(value, str):
-            raise FieldError(name, "invalid_type", "must be a string")
-        cleaned = value.replace(" ", "")
-        if pattern.match(cleaned) is None:
-            raise FieldError(name, "invalid_format", f"must be {what}")
-        return cleaned
+def _ascii_digits(text: str) -> str:
+    # Tablets with Dari or Pashto keyboards type Persian digits (U+06F0..); store ASCII.
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
-    return check
+
+def _phone(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError(name, "invalid_type", "must be a string")
+    cleaned = _ascii_digits(value.translate(_PHONE_SEPARATORS))
+    if _PHONE.match(cleaned) is None:
+        raise FieldError(name, "invalid_format", "must be a phone number of 6 to 20 digits")
+    return cleaned
+
+
+def _document(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError(name, "invalid_type", "must be a string")
+    cleaned = _ascii_digits(value.replace(" ", "")).upper()
+    if _DOCUMENT.match(cleaned) is None:
+        raise FieldError(name, "invalid_format", "must be 1 to 40 letters, digits, '/' or '-'")
+    return cleaned
 
 
 def _date(name: str, value: Any) -> str:
@@ -274,7 +295,7 @@ HOUSEHOLD_FIELDS: Final = (
     FieldSpec("destination_district", _text(80)),
     FieldSpec("shelter_status", _choice(SHELTER_STATUSES)),
     FieldSpec("shelter_location", _text(80)),
-    FieldSpec("phone", _pattern(_PHONE, "a phone number of 6 to 20 digits"), pii=True),
+    FieldSpec("phone", _phone, pii=True),
     FieldSpec("status", _choice(RECORD_STATUSES), nullable=False),
     _set_field("needs", NEEDS),
     _set_field("vulnerabilities", VULNERABILITIES),
@@ -294,13 +315,8 @@ PERSON_FIELDS: Final = (
     FieldSpec("birth_year", _year, identity=True, pii=True),
     FieldSpec("dob_estimated", _bool),
     FieldSpec("document_type", _choice(DOCUMENT_TYPES), identity=True),
-    FieldSpec(
-        "document_number",
-        _pattern(_DOCUMENT, "1 to 40 letters, digits, '/' or '-'"),
-        identity=True,
-        pii=True,
-    ),
-    FieldSpec("phone", _pattern(_PHONE, "a phone number of 6 to 20 digits"), pii=True),
+    FieldSpec("document_number", _document, identity=True, pii=True),
+    FieldSpec("phone", _phone, pii=True),
     FieldSpec("status", _choice(PERSON_STATUSES), nullable=False),
     _set_field("vulnerabilities", VULNERABILITIES),
 )
@@ -351,16 +367,28 @@ def validate_element(entity: Entity, name: str, element: Any) -> str:
     return str(spec.validate(name, element))
 
 
+def _names(test: Callable[[FieldSpec], bool]) -> Mapping[Entity, frozenset[str]]:
+    return {
+        e: frozenset(n for n, s in specs.items() if test(s)) for e, specs in ENTITY_FIELDS.items()
+    }
+
+
+# Computed once: the merge asks for identity fields on every write it classifies.
+_IDENTITY: Final = _names(lambda s: s.identity)
+_PII: Final = _names(lambda s: s.pii)
+_SETS: Final = _names(lambda s: s.is_set)
+
+
 def identity_fields(entity: Entity) -> frozenset[str]:
     """Fields whose concurrent clash opens a conflict record."""
-    return frozenset(n for n, s in ENTITY_FIELDS[entity].items() if s.identity)
+    return _IDENTITY[entity]
 
 
 def pii_fields(entity: Entity) -> frozenset[str]:
     """Fields holding personal data."""
-    return frozenset(n for n, s in ENTITY_FIELDS[entity].items() if s.pii)
+    return _PII[entity]
 
 
 def set_fields(entity: Entity) -> frozenset[str]:
     """Fields merged per element."""
-    return frozenset(n for n, s in ENTITY_FIELDS[entity].items() if s.is_set)
+    return _SETS[entity]

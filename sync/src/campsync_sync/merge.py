@@ -2,10 +2,12 @@
 
 The state of a registry record is a join-semilattice: every scalar field keeps the write with
 the highest HLC (ties, which only a cloned device can cause, break on the value's canonical
-JSON); every set element keeps its highest-HLC add or remove; the tombstone and the restore
-keep their highest HLC, and the record is deleted while its tombstone is later than its
-restore. :func:`join` is therefore commutative, associative and idempotent, and applying any
-permutation, duplication or regrouping of the same operations yields the same state.
+JSON); every set element keeps its highest ``(hlc, present)`` pair; the tombstone and the
+restore keep their highest HLC, and the record is deleted while its tombstone is later than its
+restore. Erasure absorbs everything: an erased state keeps only its tombstone clocks. So
+:func:`join` is commutative, associative and idempotent, ``apply_registry_op(s, op)`` holds
+``join(s, op_state(op))``, and any permutation, duplication or regrouping of the same
+operations yields the same state.
 
 What depends on arrival order is only the *classification* of each operation, reported in the
 receipt: whether an edit fast-forwarded (its base was the server's current clock, or the
@@ -13,45 +15,45 @@ current value was written by the same device), merged silently, or clashed with 
 edit of an identity field and opened a conflict record. A delete wins over concurrent edits,
 which are kept in a conflict record; an edit of a deleted record is kept the same way and
 never resurrects it.
+
+States are values: the functions here never change the states they are given, and callers
+should not change the states they get back in place (unchanged set fields are shared).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from campsync_sync.fields import (
-    DEFAULT_ENTITLEMENT_DAYS,
-    DELETE_REASONS,
-    REFERRAL_CATEGORIES,
-    REFERRAL_STATUSES,
-    REFERRAL_URGENCIES,
-    SERVICES,
-    VOID_REASONS,
-    Entity,
-    FieldError,
-    identity_fields,
-    validate_element,
-    validate_field,
+# The events, operations and outcomes modules were split out of this one; their names stay
+# importable from here, where the first integrations found them.
+from campsync_sync.events import (
+    EventState,
+    apply_event_op,
+    apply_void,
+    double_distribution,
+    event_state_of,
+)
+from campsync_sync.fields import Entity, identity_fields
+from campsync_sync.operations import normalize_operation, read_operation
+from campsync_sync.outcomes import (
+    CONFLICT_NAMESPACE,
+    Conflict,
+    Flag,
+    OpEffect,
+    Rejected,
+    canonical_json,
+    conflict_id,
 )
 from campsync_sync.wire import (
     DeleteOp,
-    FieldWrite,
-    Operation,
     Outcome,
     PatchOp,
-    ReferralOp,
     RejectReason,
     RestoreOp,
     RowState,
-    ServiceOp,
-    SetChange,
     SetElement,
-    VoidOp,
 )
 
 __all__ = [
@@ -69,25 +71,21 @@ __all__ = [
     "event_state_of",
     "join",
     "normalize_operation",
+    "op_state",
+    "read_operation",
     "record_state_from_row",
     "record_state_to_row",
 ]
 
-CONFLICT_NAMESPACE: Final = uuid.UUID("6f1c7a52-41d3-4c0e-9d4e-3f0b6c1d2e7a")
-"""Namespace of the deterministic ids of conflict and flag records."""
-
-_NODE = slice(16, 32)
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_NODE: Final = slice(16, 32)
+"""The node id inside an HLC's text form."""
 
 
 def _wins(hlc: str, value: Any, other_hlc: str, other_value: Any) -> bool:
     """Whether (hlc, value) beats (other_hlc, other_value)."""
     if hlc != other_hlc:
         return hlc > other_hlc
-    return _canon(value) > _canon(other_value)
+    return canonical_json(value) > canonical_json(other_value)
 
 
 @dataclass(slots=True)
@@ -100,7 +98,7 @@ class RecordState:
         sets: set field -> element -> (present, HLC text).
         deleted: HLC of the latest delete, if any.
         restored: HLC of the latest restore, if any.
-        erased: personal data was erased; the record accepts no more writes.
+        erased: personal data was erased; the state keeps no values and accepts no writes.
     """
 
     values: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +110,9 @@ class RecordState:
 
     @property
     def is_deleted(self) -> bool:
-        """Whether the record is currently a tombstone."""
+        """Whether the record is currently a tombstone (an erased record always is)."""
+        if self.erased:
+            return True
         return self.deleted is not None and (self.restored is None or self.deleted > self.restored)
 
     def members(self, name: str) -> list[str]:
@@ -138,6 +138,10 @@ class RecordState:
         return max(present) if present else None
 
 
+_EMPTY: Final = RecordState()
+"""The state of a record nobody has written; never changed."""
+
+
 def _max_opt(a: str | None, b: str | None) -> str | None:
     if a is None:
         return b
@@ -148,220 +152,44 @@ def _max_opt(a: str | None, b: str | None) -> str | None:
 
 def join(a: RecordState, b: RecordState) -> RecordState:
     """The least upper bound of two states: what a replica holds after seeing both."""
-    out = a.copy()
+    deleted, restored = _max_opt(a.deleted, b.deleted), _max_opt(a.restored, b.restored)
+    if a.erased or b.erased:
+        # An erased record is an id-only tombstone forever: a replica that still holds the
+        # personal data drops it on joining, and no older write can bring it back.
+        return RecordState(deleted=deleted, restored=restored, erased=True)
+    out = RecordState(dict(a.values), dict(a.clocks), dict(a.sets), deleted, restored)
     for name, hlc in b.clocks.items():
         mine = out.clocks.get(name)
         if mine is None or _wins(hlc, b.values.get(name), mine, out.values.get(name)):
             out.clocks[name] = hlc
             out.values[name] = b.values.get(name)
     for name, elements in b.sets.items():
-        target = out.sets.setdefault(name, {})
+        target = dict(out.sets.get(name, {}))
         for element, (present, hlc) in elements.items():
             current = target.get(element)
             if current is None or (hlc, present) > (current[1], current[0]):
                 target[element] = (present, hlc)
-    out.deleted = _max_opt(a.deleted, b.deleted)
-    out.restored = _max_opt(a.restored, b.restored)
-    out.erased = a.erased or b.erased
+        out.sets[name] = target
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """A clash kept for coordinator review. Its id is deterministic: replays create no twin.
-
-    ``kind`` is ``field`` (concurrent writes to an identity field), ``delete`` (a delete won
-    over concurrent edits of ``fields``) or ``edit_on_deleted`` (an edit reached a tombstone).
-    """
-
-    id: uuid.UUID
-    kind: Literal["field", "delete", "edit_on_deleted"]
-    entity: Entity
-    entity_id: uuid.UUID
-    op_id: uuid.UUID
-    field: str | None
-    current_value: Any
-    current_hlc: str | None
-    incoming_value: Any
-    incoming_hlc: str
-    winner: Literal["current", "incoming"]
-    fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """A data-quality flag, e.g. a possible double distribution. Deterministic id."""
-
-    id: uuid.UUID
-    kind: Literal["double_distribution", "clock_clamped"]
-    entity: Entity
-    entity_id: uuid.UUID
-    related_ids: tuple[uuid.UUID, ...] = ()
-
-
-@dataclass(slots=True)
-class OpEffect:
-    """What one operation did.
-
-    Attributes:
-        outcome: the receipt outcome.
-        kind: create, update, delete, restore, event, void, or noop when nothing changed.
-        changes: fields (and ``set:element`` keys) whose stored value changed, with the new
-            value; what the history of the record shows.
-        conflicts: conflict records to store.
-        flags: flag records to store.
-    """
-
-    outcome: Outcome
-    kind: Literal["create", "update", "delete", "restore", "event", "void", "noop"]
-    changes: dict[str, Any] = field(default_factory=dict)
-    conflicts: list[Conflict] = field(default_factory=list)
-    flags: list[Flag] = field(default_factory=list)
-
-
-class Rejected(Exception):
-    """An operation is invalid; it goes to quarantine with ``reason`` and ``detail``."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def _conflict_id(op_id: uuid.UUID, tag: str) -> uuid.UUID:
-    return uuid.uuid5(CONFLICT_NAMESPACE, f"{op_id}:{tag}")
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def normalize_operation(op: Operation) -> Operation:
-    """Validate every value of an operation against the domain catalogue.
-
-    Returns the operation with values in their normal form.
-
-    Raises:
-        Rejected: ``unknown_field`` or ``invalid_value``, with the field name as detail.
-    """
-    try:
-        if isinstance(op, PatchOp):
-            entity = Entity(op.entity)
-            fields = {
-                name: write.model_copy(update={"value": validate_field(entity, name, write.value)})
-                for name, write in op.fields.items()
-            }
-            sets = {
-                name: [
-                    change.model_copy(
-                        update={"element": validate_element(entity, name, change.element)}
-                    )
-                    for change in changes
-                ]
-                for name, changes in op.sets.items()
-            }
-            return op.model_copy(update={"fields": fields, "sets": sets})
-        if isinstance(op, DeleteOp):
-            _choose("reason", op.reason, DELETE_REASONS)
-        elif isinstance(op, ServiceOp):
-            _choose("service", op.service, SERVICES)
-        elif isinstance(op, ReferralOp):
-            _choose("category", op.category, REFERRAL_CATEGORIES)
-            _choose("urgency", op.urgency, REFERRAL_URGENCIES)
-            _choose("status", op.status, REFERRAL_STATUSES)
-        elif isinstance(op, VoidOp):
-            _choose("reason", op.reason, VOID_REASONS)
-    except FieldError as exc:
-        reason = RejectReason.UNKNOWN_FIELD if exc.reason == "unknown_field" else None
-        raise Rejected(reason or RejectReason.INVALID_VALUE, f"{exc.field}: {exc.reason}") from None
-    return op
-
-
-def _choose(name: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise FieldError(name, "invalid_choice", f"must be one of {', '.join(options)}")
 
 
 # --------------------------------------------------------------------------- registry
 
-
-def _state_of_patch(op: PatchOp) -> RecordState:
-    state = RecordState()
-    for name, write in op.fields.items():
-        state.values[name] = write.value
-        state.clocks[name] = write.hlc
-    for name, changes in op.sets.items():
-        target = state.sets.setdefault(name, {})
-        for change in changes:
-            current = target.get(change.element)
-            if current is None or (change.hlc, change.present) > (current[1], current[0]):
-                target[change.element] = (change.present, change.hlc)
-    return state
+_APPLIED, _MERGED, _CONFLICT = 0, 1, 2
+_OUTCOMES: Final = (Outcome.APPLIED, Outcome.MERGED, Outcome.CONFLICT)
 
 
-def _classify_write(
-    entity: Entity,
-    state: RecordState,
-    name: str,
-    write: FieldWrite,
-    op_id: uuid.UUID,
-    entity_id: uuid.UUID,
-) -> tuple[Outcome, Conflict | None]:
-    current = state.clocks.get(name)
-    if current is None or current == write.hlc:
-        return Outcome.APPLIED, None
-    current_value = state.values.get(name)
-    incoming_wins = _wins(write.hlc, write.value, current, current_value)
-    # The writer saw the current value (its base), or wrote it itself: a plain overwrite.
-    if write.base == current or current[_NODE] == write.hlc[_NODE]:
-        return (Outcome.APPLIED if incoming_wins else Outcome.MERGED), None
-    if name not in identity_fields(entity) or _canon(current_value) == _canon(write.value):
-        return Outcome.MERGED, None
-    conflict = Conflict(
-        id=_conflict_id(op_id, name),
-        kind="field",
-        entity=entity,
-        entity_id=entity_id,
-        op_id=op_id,
-        field=name,
-        current_value=current_value,
-        current_hlc=current,
-        incoming_value=write.value,
-        incoming_hlc=write.hlc,
-        winner="incoming" if incoming_wins else "current",
-    )
-    return Outcome.CONFLICT, conflict
+def op_state(op: PatchOp | DeleteOp | RestoreOp) -> RecordState:
+    """The state a registry operation denotes on its own.
 
-
-def _classify_change(state: RecordState, name: str, change: SetChange) -> Outcome:
-    current = state.sets.get(name, {}).get(change.element)
-    if current is None or (change.hlc, change.present) >= (current[1], current[0]):
-        return Outcome.APPLIED
-    return Outcome.MERGED
-
-
-def _diff(before: RecordState, after: RecordState) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for name, hlc in after.clocks.items():
-        if before.clocks.get(name) != hlc:
-            changes[name] = after.values.get(name)
-    for name, elements in after.sets.items():
-        old = before.sets.get(name, {})
-        for element, (present, hlc) in elements.items():
-            if old.get(element) != (present, hlc):
-                changes[f"{name}:{element}"] = present
-    return changes
-
-
-_RANK: Final = {
-    Outcome.APPLIED: 0,
-    Outcome.MERGED: 1,
-    Outcome.FLAGGED: 2,
-    Outcome.CONFLICT: 3,
-}
-
-
-def _worst(outcomes: Iterable[Outcome]) -> Outcome:
-    return max(outcomes, key=_RANK.__getitem__, default=Outcome.APPLIED)
+    ``apply_registry_op(entity, s, op)[0] == join(s, op_state(op))`` for every state ``s``
+    that is not erased: a client can fold its pending operations into a pulled state with it.
+    """
+    if isinstance(op, DeleteOp):
+        return RecordState(deleted=op.hlc)
+    if isinstance(op, RestoreOp):
+        return RecordState(restored=op.hlc)
+    return _apply_patch(Entity(op.entity), None, op)[0]
 
 
 def apply_registry_op(
@@ -372,43 +200,101 @@ def apply_registry_op(
     """Apply one (normalised) registry operation to a record's state.
 
     ``state`` is ``None`` when the server holds no such record. The input state is not
-    modified.
+    modified. This is the server's per-operation hot path, so it merges and classifies in
+    one pass instead of building and diffing intermediate states.
 
     Raises:
         Rejected: ``erased`` when the record's personal data was erased.
     """
     if state is not None and state.erased:
         raise Rejected(RejectReason.ERASED, "the record was erased")
-    before = state if state is not None else RecordState()
     if isinstance(op, PatchOp):
-        return _apply_patch(entity, state, before, op)
+        return _apply_patch(entity, state, op)
     if isinstance(op, DeleteOp):
-        return _apply_delete(entity, state, before, op)
-    after = join(before, RecordState(restored=op.hlc))
-    kind: Literal["restore", "noop"] = "restore" if before.is_deleted else "noop"
-    return after, OpEffect(Outcome.APPLIED, kind)
+        return _apply_delete(entity, state, op)
+    return _apply_restore(state, op)
 
 
 def _apply_patch(
-    entity: Entity, state: RecordState | None, before: RecordState, op: PatchOp
+    entity: Entity, state: RecordState | None, op: PatchOp
 ) -> tuple[RecordState, OpEffect]:
-    after = join(before, _state_of_patch(op))
-    changes = _diff(before, after)
-    if state is None:
-        return after, OpEffect(Outcome.APPLIED, "create", changes)
-    outcomes: list[Outcome] = []
+    before = _EMPTY if state is None else state
+    values, clocks, sets = dict(before.values), dict(before.clocks), dict(before.sets)
+    changes: dict[str, Any] = {}
     conflicts: list[Conflict] = []
+    rank = _APPLIED
+    fresh = False  # the operation holds something the state does not hold already
+    identity = identity_fields(entity)
     for name, write in op.fields.items():
-        outcome, conflict = _classify_write(entity, before, name, write, op.op_id, op.id)
-        outcomes.append(outcome)
-        if conflict is not None:
-            conflicts.append(conflict)
+        hlc, value = write.hlc, write.value
+        current = clocks.get(name)
+        if current is None:
+            values[name] = value
+            clocks[name] = hlc
+            changes[name] = value
+            fresh = True
+            continue
+        current_value = values.get(name)
+        if hlc == current:
+            incoming, existing = canonical_json(value), canonical_json(current_value)
+            if incoming == existing:
+                continue  # a replay
+            wins = incoming > existing
+        else:
+            wins = hlc > current
+        fresh = True
+        if wins:
+            values[name] = value
+            clocks[name] = hlc
+            changes[name] = value
+        if write.base == current or current[_NODE] == hlc[_NODE]:
+            # The writer saw the current value, or wrote it itself: a plain overwrite.
+            if not wins:
+                rank = max(rank, _MERGED)
+        elif name not in identity or canonical_json(value) == canonical_json(current_value):
+            rank = max(rank, _MERGED)
+        else:
+            rank = _CONFLICT
+            conflicts.append(
+                Conflict(
+                    id=conflict_id(op.op_id, name),
+                    kind="field",
+                    entity=entity,
+                    entity_id=op.id,
+                    op_id=op.op_id,
+                    field=name,
+                    current_value=current_value,
+                    current_hlc=current,
+                    incoming_value=value,
+                    incoming_hlc=hlc,
+                    winner="incoming" if wins else "current",
+                )
+            )
     for name, set_changes in op.sets.items():
-        outcomes.extend(_classify_change(before, name, change) for change in set_changes)
-    if before.is_deleted:
+        target = sets.get(name)
+        owned: dict[str, tuple[bool, str]] | None = None  # copied on first write
+        for change in set_changes:
+            element, incoming_key = change.element, (change.hlc, change.present)
+            held = None if target is None else target.get(element)
+            if held is not None:
+                held_key = (held[1], held[0])
+                if incoming_key == held_key:
+                    continue  # a replay
+                fresh = True
+                if incoming_key < held_key:
+                    rank = max(rank, _MERGED)
+                    continue
+            fresh = True
+            if owned is None:
+                owned = target = sets[name] = {} if target is None else dict(target)
+            owned[element] = (change.present, change.hlc)
+            changes[f"{name}:{element}"] = change.present
+    if before.is_deleted and fresh:
+        lost: dict[str, Any] = {name: w.value for name, w in op.fields.items()}
+        lost.update({f"{n}:{c.element}": c.present for n, cs in op.sets.items() for c in cs})
         conflicts = [
             Conflict(
-                id=_conflict_id(op.op_id, "edit_on_deleted"),
+                id=conflict_id(op.op_id, "edit_on_deleted"),
                 kind="edit_on_deleted",
                 entity=entity,
                 entity_id=op.id,
@@ -416,15 +302,18 @@ def _apply_patch(
                 field=None,
                 current_value=None,
                 current_hlc=before.deleted,
-                incoming_value={name: w.value for name, w in op.fields.items()},
+                incoming_value=lost,
                 incoming_hlc=_patch_max(op),
                 winner="current",
-                fields=tuple(sorted(op.fields)),
+                fields=tuple(sorted(lost)),
             )
         ]
-        outcomes.append(Outcome.CONFLICT)
-    kind: Literal["update", "noop"] = "update" if changes else "noop"
-    return after, OpEffect(_worst(outcomes), kind, changes, conflicts)
+        rank = _CONFLICT
+    after = RecordState(values, clocks, sets, before.deleted, before.restored)
+    kind: Literal["create", "update", "noop"] = (
+        "create" if state is None else "update" if changes else "noop"
+    )
+    return after, OpEffect(_OUTCOMES[rank], kind, changes, conflicts)
 
 
 def _patch_max(op: PatchOp) -> str:
@@ -434,34 +323,60 @@ def _patch_max(op: PatchOp) -> str:
 
 
 def _apply_delete(
-    entity: Entity, state: RecordState | None, before: RecordState, op: DeleteOp
+    entity: Entity, state: RecordState | None, op: DeleteOp
 ) -> tuple[RecordState, OpEffect]:
-    after = join(before, RecordState(deleted=op.hlc))
+    before = _EMPTY if state is None else state
+    deleted = _max_opt(before.deleted, op.hlc)
+    after = RecordState(
+        dict(before.values), dict(before.clocks), dict(before.sets), deleted, before.restored
+    )
     if before.is_deleted:
         return after, OpEffect(Outcome.APPLIED, "noop")
-    node = op.hlc[_NODE]
-    unseen = sorted(
-        name
+    if not after.is_deleted:
+        return after, OpEffect(Outcome.MERGED, "noop")  # a later restore wins
+    # What the deleting device had not seen was edited concurrently: keep it for review.
+    node, base = op.hlc[_NODE], op.base
+    unseen: dict[str, tuple[Any, str]] = {
+        name: (before.values.get(name), hlc)
         for name, hlc in before.clocks.items()
-        if op.base.get(name) != hlc and hlc[_NODE] != node
-    )
-    if state is None or not unseen:
-        return after, OpEffect(Outcome.APPLIED, "delete", {"deleted": op.hlc})
+        if base.get(name) != hlc and hlc[_NODE] != node
+    }
+    for name, elements in before.sets.items():
+        for element, (present, hlc) in elements.items():
+            key = f"{name}:{element}"
+            if base.get(key) != hlc and hlc[_NODE] != node:
+                unseen[key] = (present, hlc)
+    changes = {"deleted": op.hlc}
+    if not unseen:
+        return after, OpEffect(Outcome.APPLIED, "delete", changes)
     conflict = Conflict(
-        id=_conflict_id(op.op_id, "delete"),
+        id=conflict_id(op.op_id, "delete"),
         kind="delete",
         entity=entity,
         entity_id=op.id,
         op_id=op.op_id,
         field=None,
-        current_value={name: before.values.get(name) for name in unseen},
-        current_hlc=max(before.clocks[name] for name in unseen),
+        current_value={key: value for key, (value, _) in sorted(unseen.items())},
+        current_hlc=max(hlc for _, hlc in unseen.values()),
         incoming_value=None,
         incoming_hlc=op.hlc,
         winner="incoming",
-        fields=tuple(unseen),
+        fields=tuple(sorted(unseen)),
     )
-    return after, OpEffect(Outcome.CONFLICT, "delete", {"deleted": op.hlc}, [conflict])
+    return after, OpEffect(Outcome.CONFLICT, "delete", changes, [conflict])
+
+
+def _apply_restore(state: RecordState | None, op: RestoreOp) -> tuple[RecordState, OpEffect]:
+    before = _EMPTY if state is None else state
+    restored = _max_opt(before.restored, op.hlc)
+    after = RecordState(
+        dict(before.values), dict(before.clocks), dict(before.sets), before.deleted, restored
+    )
+    if not before.is_deleted:
+        return after, OpEffect(Outcome.APPLIED, "noop")
+    if after.is_deleted:
+        return after, OpEffect(Outcome.MERGED, "noop")  # a later delete wins
+    return after, OpEffect(Outcome.APPLIED, "restore", {"restored": op.hlc})
 
 
 def record_state_to_row(
@@ -496,94 +411,4 @@ def record_state_from_row(row: RowState) -> RecordState:
         deleted=row.deleted,
         restored=row.restored,
         erased=row.erased,
-    )
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class EventState:
-    """A stored event: its values (as sent), its clock, and its void mark if any."""
-
-    entity: Entity
-    id: uuid.UUID
-    values: Mapping[str, Any]
-    hlc: str
-    voided: str | None = None
-    void_reason: str | None = None
-
-
-def event_state_of(op: ServiceOp | ReferralOp) -> EventState:
-    """The state an event operation creates."""
-    values = op.model_dump(mode="json", exclude={"op", "op_id", "id", "hlc"})
-    entity = Entity.SERVICE_DELIVERY if isinstance(op, ServiceOp) else Entity.REFERRAL
-    return EventState(entity, op.id, values, op.hlc)
-
-
-def apply_event_op(
-    existing: EventState | None, op: ServiceOp | ReferralOp
-) -> tuple[EventState, OpEffect]:
-    """Insert an event; the same event again is a no-op.
-
-    Raises:
-        Rejected: ``id_reused`` when the id is taken by an event with other content.
-    """
-    new = event_state_of(op)
-    if existing is None:
-        return new, OpEffect(Outcome.APPLIED, "event", dict(new.values))
-    if existing.entity != new.entity or _canon(existing.values) != _canon(new.values):
-        raise Rejected(RejectReason.ID_REUSED, "event id already holds another event")
-    return existing, OpEffect(Outcome.APPLIED, "noop")
-
-
-def apply_void(existing: EventState | None, op: VoidOp) -> tuple[EventState, OpEffect]:
-    """Mark an event void. The earliest void wins, so the result is order-independent.
-
-    Raises:
-        Rejected: ``unknown_target`` when no such event exists.
-    """
-    if existing is None or existing.entity != op.entity:
-        raise Rejected(RejectReason.UNKNOWN_TARGET, "no such event to void")
-    if existing.voided is not None and existing.voided <= op.hlc:
-        return existing, OpEffect(Outcome.APPLIED, "noop")
-    voided = EventState(
-        existing.entity, existing.id, existing.values, existing.hlc, op.hlc, op.reason
-    )
-    return voided, OpEffect(Outcome.APPLIED, "void", {"voided": op.hlc, "void_reason": op.reason})
-
-
-def double_distribution(
-    new: ServiceOp,
-    prior: Sequence[EventState],
-    *,
-    windows: Mapping[str, int] = DEFAULT_ENTITLEMENT_DAYS,
-) -> Flag | None:
-    """Flag a delivery of a service the household already received inside its window.
-
-    ``prior`` are the household's stored deliveries (the server loads those of the same
-    service within the window); voided deliveries and the event itself are ignored.
-    """
-    days = windows.get(new.service)
-    if not days:
-        return None
-    window = dt.timedelta(days=days)
-    related = sorted(
-        p.id
-        for p in prior
-        if p.id != new.id
-        and p.voided is None
-        and p.values.get("service") == new.service
-        and str(p.values.get("household_id")) == str(new.household_id)
-        and abs(dt.datetime.fromisoformat(str(p.values["delivered_at"])) - new.delivered_at)
-        < window
-    )
-    if not related:
-        return None
-    return Flag(
-        id=_conflict_id(new.id, "double_distribution"),
-        kind="double_distribution",
-        entity=Entity.SERVICE_DELIVERY,
-        entity_id=new.id,
-        related_ids=tuple(related),
     )

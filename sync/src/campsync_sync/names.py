@@ -4,13 +4,16 @@ Names written in Latin script by different field workers differ mostly in vowels
 letters and a few interchangeable consonants. :func:`name_key` reduces a name part to a
 consonant skeleton (first letter kept, vowels dropped, doubles collapsed, q→k, ph→f...), so
 exact key matches find spelling variants; :func:`similarity` then ranks the candidates.
-Local-script names lose their vowel marks and are otherwise kept. The server indexes keys,
+Local-script names lose their vowel marks, and the letters Arabic and Persian keyboards
+encode differently (Arabic yeh and kaf against Persian yeh and keheh, teh marbuta against
+heh) are unified. The server indexes keys,
 the client searches with them; both import this module so they agree.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -21,6 +24,18 @@ _VOWELS = frozenset("aeiouy")
 _DIGRAPHS = (("ph", "f"), ("gh", "g"), ("kh", "k"), ("th", "t"), ("dh", "d"), ("ck", "k"))
 _LETTERS = {"q": "k", "w": "v", "c": "k", "x": "ks", "j": "j"}
 _SPLIT = re.compile(r"[^\w]+|_")
+# Arabic and Persian keyboards type different code points for the same Dari or Pashto letter
+# (Arabic yeh and kaf against Persian yeh and keheh); tatweel only stretches a word.
+_LOCAL = str.maketrans(
+    {
+        "\u064a": "\u06cc",
+        "\u0649": "\u06cc",
+        "\u0643": "\u06a9",
+        "\u0629": "\u0647",
+        "\u06c0": "\u0647",
+        "\u0640": None,
+    }
+)
 
 
 def fold(text: str) -> str:
@@ -49,6 +64,7 @@ def _latin_key(word: str) -> str:
     return "".join(skeleton)
 
 
+@functools.lru_cache(maxsize=65536)
 def name_key(word: str) -> str:
     """The key of one name part; empty for a part with no letters."""
     folded = fold(word)
@@ -57,7 +73,7 @@ def name_key(word: str) -> str:
         return ""
     if letters.isascii():
         return _latin_key(letters)
-    return letters
+    return letters.translate(_LOCAL)
 
 
 def name_keys(names: Iterable[str | None]) -> list[str]:

@@ -4,12 +4,14 @@ All models are frozen and forbid unknown fields. Messages carry ``protocol`` and
 ``schema_version`` so that a receiver can refuse what it does not know and upcast what it does.
 
 A batch carries its operations as raw JSON objects and :func:`parse_operation` validates each one
-on its own: one malformed operation is rejected in the receipt and never blocks its batch.
+on its own: one malformed operation is rejected in the receipt and never blocks its batch
+(:func:`campsync_sync.operations.read_operation` adds upcasting and the domain checks).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -21,6 +23,7 @@ from pydantic import (
     JsonValue,
     StringConstraints,
     TypeAdapter,
+    model_validator,
 )
 
 from campsync_sync.fields import Entity
@@ -68,6 +71,9 @@ HLCText = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+={0,2}$", max_length=4096)]
+Version = Annotated[int, Field(ge=1, lt=1 << 16)]
+"""A protocol or schema version number."""
+Seq = Annotated[int, Field(ge=0, lt=1 << 63)]
 RegistryEntity = Literal["household", "person"]
 EventEntity = Literal["service_delivery", "referral"]
 
@@ -198,14 +204,15 @@ def parse_operation(raw: Any) -> Operation:
 class Batch(WireModel):
     """The plaintext of a pushed envelope: a device's operations, in order."""
 
-    protocol: int = PROTOCOL_VERSION
-    schema_version: int = SCHEMA_VERSION
+    protocol: Version = PROTOCOL_VERSION
+    schema_version: Version = SCHEMA_VERSION
     batch_id: uuid.UUID
     device_id: uuid.UUID
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, lt=1 << 63)
     operator: Name | None = None
     hlc: HLCText
-    ops: list[dict[str, JsonValue]] = Field(max_length=HARD_MAX_OPERATIONS)
+    ops: list[dict[str, Any]] = Field(max_length=HARD_MAX_OPERATIONS)
+    """Raw JSON objects, read one by one with :func:`~campsync_sync.operations.read_operation`."""
     backlog: int = Field(default=0, ge=0)
     """Operations still waiting on the tablet after this batch; coordinators see it."""
 
@@ -217,8 +224,9 @@ class Batch(WireModel):
         device_id: uuid.UUID,
         seq: int,
         hlc: str,
-        ops: list[Operation],
+        ops: Sequence[Operation],
         operator: str | None = None,
+        backlog: int = 0,
     ) -> Batch:
         """Build a batch from validated operations."""
         return cls(
@@ -227,7 +235,10 @@ class Batch(WireModel):
             seq=seq,
             hlc=hlc,
             operator=operator,
-            ops=[op.model_dump(mode="json") for op in ops],
+            # Defaults are left out (a tenth of a typical batch is ``"base": null``); the
+            # discriminator stays, since it has a default too.
+            ops=[{"op": op.op} | op.model_dump(mode="json", exclude_defaults=True) for op in ops],
+            backlog=backlog,
         )
 
 
@@ -279,6 +290,12 @@ class OpResult(WireModel):
     conflict_ids: list[uuid.UUID] = Field(default_factory=list)
     flag_ids: list[uuid.UUID] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _reason_iff_rejected(self) -> OpResult:
+        if (self.outcome is Outcome.REJECTED) != (self.reason is not None):
+            raise ValueError("a rejected operation has a reason, and only a rejected one")
+        return self
+
 
 class BatchStatus(StrEnum):
     """What the server did with a whole batch."""
@@ -290,14 +307,14 @@ class BatchStatus(StrEnum):
 class Receipt(WireModel):
     """The server's answer to a batch, stored and replayed identically on every retry."""
 
-    protocol: int = PROTOCOL_VERSION
-    schema_version: int = SCHEMA_VERSION
+    protocol: Version = PROTOCOL_VERSION
+    schema_version: Version = SCHEMA_VERSION
     batch_id: uuid.UUID
     device_id: uuid.UUID
-    seq: int
+    seq: Seq
     status: BatchStatus
-    next_seq: int
-    commit_seq: int | None = None
+    next_seq: Seq
+    commit_seq: Seq | None = None
     server_hlc: HLCText
     received_at: AwareDatetime
     results: list[OpResult] = Field(default_factory=list)
@@ -323,7 +340,7 @@ class RowState(WireModel):
 
     entity: Entity
     id: uuid.UUID
-    seq: int
+    seq: Seq
     values: dict[str, JsonValue] = Field(default_factory=dict)
     clocks: dict[str, HLCText] = Field(default_factory=dict)
     sets: dict[str, dict[str, SetElement]] = Field(default_factory=dict)
@@ -333,18 +350,20 @@ class RowState(WireModel):
 
     @property
     def is_deleted(self) -> bool:
-        """Whether the record is a tombstone."""
+        """Whether the record is a tombstone (an erased record always is)."""
+        if self.erased:
+            return True
         return self.deleted is not None and (self.restored is None or self.deleted > self.restored)
 
 
 class PullPage(WireModel):
     """A page of changes in the device's scope after ``cursor``."""
 
-    protocol: int = PROTOCOL_VERSION
-    schema_version: int = SCHEMA_VERSION
+    protocol: Version = PROTOCOL_VERSION
+    schema_version: Version = SCHEMA_VERSION
     camp_id: str
-    cursor: int
-    next_cursor: int
+    cursor: Seq
+    next_cursor: Seq
     has_more: bool
     server_hlc: HLCText
     changes: list[RowState] = Field(default_factory=list)
@@ -367,7 +386,7 @@ class KeyInfo(WireModel):
 class KeyManifest(WireModel):
     """The server's public keys: the long-lived signing key and the transport keys."""
 
-    protocol: int = PROTOCOL_VERSION
+    protocol: Version = PROTOCOL_VERSION
     deployment_id: Name
     issued_at: AwareDatetime
     signing_key: KeyInfo
@@ -384,7 +403,7 @@ class SignedManifest(WireModel):
 class EnrollmentInvite(WireModel):
     """What an enrolment QR code carries: where to enrol and which server key to trust."""
 
-    protocol: int = PROTOCOL_VERSION
+    protocol: Version = PROTOCOL_VERSION
     server_url: Annotated[str, StringConstraints(max_length=2048)]
     deployment_id: Name
     code: Name
@@ -396,7 +415,8 @@ class EnrollmentInvite(WireModel):
 class EnrollmentRequest(WireModel):
     """A tablet asks to join: the code, its public keys, and proof it holds the signing key."""
 
-    protocol: int = PROTOCOL_VERSION
+    protocol: Version = PROTOCOL_VERSION
+    schema_version: Version = SCHEMA_VERSION
     code: Name
     device_name: Annotated[str, StringConstraints(max_length=64)] | None = None
     signing_key: Base64
@@ -407,11 +427,12 @@ class EnrollmentRequest(WireModel):
 class EnrollmentResponse(WireModel):
     """The device's identity and scope, and the signed manifest of server keys."""
 
-    protocol: int = PROTOCOL_VERSION
+    protocol: Version = PROTOCOL_VERSION
+    schema_version: Version = SCHEMA_VERSION
     device_id: uuid.UUID
     camp_id: str
     deployment_id: Name
-    next_seq: int
+    next_seq: Seq
     server_hlc: HLCText
     manifest: SignedManifest
 
