@@ -338,6 +338,7 @@ class Session:
                 keys=ServerKeys(self.identity),
                 deployment_id=self.identity.deployment_id,
                 allowed_suites=_OUR_SUITES,
+                typ="receipt",
             )
             header = opened.header
             receipt = Receipt.model_validate_json(opened.plaintext)
@@ -405,6 +406,7 @@ class Session:
                 keys=ServerKeys(self.identity),
                 deployment_id=self.identity.deployment_id,
                 allowed_suites=_OUR_SUITES,
+                typ="pull",
             )
             page = PullPage.model_validate_json(opened.plaintext)
         except (ProtocolError, PydanticError):
