@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from campsync_client import Tablet, TransportError, _crypto
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 
 from api.registry.models import ChangeLog, Person
-from api.sync.models import Batch
+from api.sync.models import Batch, ServerKey
 from tests.api.test_cli import run
 from tests.client.faults import Faulty
 from tests.e2e.clientkit import CHEAP_KDF, PIN, RETRY, Admin, server_state, tablet_state
@@ -148,3 +150,34 @@ def test_cli_sync_killed_at_random_points_resumes(
             select(func.count(ChangeLog.op_id)).where(ChangeLog.camp_id == camp)
         ).scalar_one()
     assert ops == expected
+
+
+def test_batch_sealed_to_a_destroyed_key_is_resealed_same_id_and_seq(
+    live: tuple[LiveServer, Admin, Path], db: Engine, tmp_path: Path
+) -> None:
+    server, admin, data = live
+    camp = admin.camp()
+    tablet = admin.tablet(camp, tmp_path / "t.db")
+    tablet.register_household({"given_name": "Sealed"}, [{"given_name": "Long"}])
+    (exported,) = tablet.export_batches(tmp_path / "usb")  # sealed to today's key, offline
+    url = db.url.render_as_string(hide_password=False)
+    assert run(data, url, "admin", "rotate-keys").returncode == 0
+    with Session(db) as session:  # the grace period is over for the retired key
+        session.execute(
+            update(ServerKey)
+            .where(ServerKey.status == "retired")
+            .values(destroy_after=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        )
+        session.commit()
+    assert run(data, url, "admin", "rotate-keys").returncode == 0  # destroys it
+    server.stop()
+    server.start()
+    report = tablet.sync()
+    assert (report.pushed, report.applied, report.batches) == (3, 3, 1)
+    with Session(db) as session:
+        stored = session.execute(
+            select(Batch).where(Batch.id == uuid.UUID(exported.stem))
+        ).scalar_one()
+    assert stored.seq == 1  # the same batch id and seq, sealed to a current key
+    assert '"status": 410' in server.log()  # the first answer was key_destroyed
+    assert tablet_state(tablet) == server_state(db, camp)
