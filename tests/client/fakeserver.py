@@ -485,6 +485,8 @@ class FakeServer:
         if device.revoked:
             return self._wipe_order(device)
         cursor = int(request.url.params.get("cursor", 0))
+        if cursor > self.counter:
+            return _error(ErrorCode.CURSOR_INVALID, "pull again from 0", {"cursor": cursor})
         limit = int(request.url.params.get("limit", 500))
         if limit > self.max_page_size:
             return _error(

@@ -258,6 +258,21 @@ def test_pages_shrink_to_the_servers_limit(make_tablet: TabletFactory, server: F
     assert snapshot(a) == snapshot(b)
 
 
+def test_a_server_restored_from_backup_is_pulled_again_from_zero(
+    make_tablet: TabletFactory, server: FakeServer
+) -> None:
+    tablet = make_tablet()
+    tablet.register_household(HEAD)
+    tablet.sync()
+    assert tablet.status().cursor == 1
+    server.counter = 0  # the change log lost its newest entry: our cursor is unknown
+    for stored in server.records.values():
+        stored.seq = 0
+    tablet.sync()
+    assert tablet.status().cursor == 0
+    assert len(tablet.households()) == 1
+
+
 def test_double_distribution_is_kept_and_flagged(make_tablet: TabletFactory) -> None:
     a, b = make_tablet(), make_tablet()
     household = a.register_household(HEAD)

@@ -8,7 +8,6 @@ every receipt, every pull page and every wipe order must verify with that pinned
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -231,7 +230,3 @@ def verify_wipe_order(identity: Identity, details: Any) -> bool:
         return False
     return True
 
-
-def dump_json(value: object) -> str:
-    """Compact JSON, as stored."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -311,6 +311,11 @@ class Replica:
         (cursor,) = self.conn.execute("SELECT cursor FROM sync_state").fetchone()
         return int(cursor)
 
+    def reset_cursor(self) -> None:
+        """Pull everything again from the start (the views are kept and refreshed)."""
+        with self.store.transaction("reset_cursor"):
+            self.conn.execute("UPDATE sync_state SET cursor = 0")
+
     def apply_page(self, page: PullPage) -> None:
         """Apply a pulled page and advance the cursor, in one transaction."""
         with self.store.transaction("pull"):

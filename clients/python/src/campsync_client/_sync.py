@@ -362,9 +362,20 @@ class Session:
     # ------------------------------------------------------------------ pull
 
     def _pull_all(self, report: SyncReport, progress: Progress | None) -> Flow[None]:
+        restarted = False
         while True:
             cursor = self.replica.cursor
-            page = yield from self._pull_page(cursor)
+            try:
+                page = yield from self._pull_page(cursor)
+            except ServerError as exc:
+                if exc.code != "cursor_invalid" or cursor == 0 or restarted:
+                    raise
+                # The server does not know our cursor (restored from a backup?): pulling
+                # again from 0 is safe, as a page carries whole states and applying is idempotent.
+                log.warning("the server refused cursor %d; pulling again from 0", cursor)
+                self.replica.reset_cursor()
+                restarted = True
+                continue
             self.replica.apply_page(page)
             report.pulled += len(page.changes)
             log.debug(
