@@ -116,6 +116,7 @@ class Replica:
         return str(self.clock.now())
 
     def save_clock(self) -> None:
+        """Persist the clock (inside the caller's transaction): it never runs backwards."""
         self.conn.execute("UPDATE sync_state SET hlc = ?", (str(self.clock.last),))
 
     def receive(self, stamp: str) -> None:
