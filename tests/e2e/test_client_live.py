@@ -104,6 +104,11 @@ def test_revoked_tablet_is_told_to_wipe_and_nothing_is_merged(
     names = {v.get("given_name") for v in server_state(db, camp).values()}
     assert "Before" in names
     assert "AfterTheft" not in names
+    idle = admin.tablet(camp, tmp_path / "idle.db")  # nothing to push: told at the token step
+    idle.sync()
+    admin.revoke(idle.device_id)
+    assert idle.sync().wiped
+    assert not (tmp_path / "idle.db").exists()
 
 
 def test_fresh_tablet_provisions_5000_households(
