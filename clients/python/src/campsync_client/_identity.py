@@ -229,4 +229,3 @@ def verify_wipe_order(identity: Identity, details: Any) -> bool:
     except (KeyError, TypeError, ValueError, AttributeError, BadSignature, UnknownKey):
         return False
     return True
-
