@@ -13,9 +13,18 @@ from api.db import engine_from_settings
 from api.handlers import UnhandledErrorMiddleware, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.logs import RequestContextMiddleware, configure_logging
-from api.routes import camps, health
+from api.routes import camps, conflicts, events, flags, health, households
 
-ROUTERS = (health.router, camps.router)
+ROUTERS = (
+    health.router,
+    camps.router,
+    households.households,
+    households.persons,
+    conflicts.router,
+    events.services,
+    events.referrals,
+    flags.router,
+)
 """Every router of the app; the authorisation test walks them all."""
 
 API_DESCRIPTION = """

@@ -19,3 +19,7 @@ ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
     409: {**_E, "description": "Conflicts with the current state"},
     413: {**_E, "description": "Request body too large"},
 }
+ERRORS_LIST: dict[int | str, dict[str, Any]] = {
+    **ERRORS_READ,
+    400: {**_E, "description": "`cursor_invalid`: the cursor is not one this list issued"},
+}
