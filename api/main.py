@@ -13,7 +13,17 @@ from api.db import engine_from_settings
 from api.handlers import UnhandledErrorMiddleware, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.logs import RequestContextMiddleware, configure_logging
-from api.routes import camps, conflicts, events, flags, health, households
+from api.routes import (
+    audit,
+    camps,
+    conflicts,
+    events,
+    exports,
+    flags,
+    health,
+    households,
+    stats,
+)
 
 ROUTERS = (
     health.router,
@@ -24,6 +34,9 @@ ROUTERS = (
     events.services,
     events.referrals,
     flags.router,
+    stats.router,
+    exports.router,
+    audit.router,
 )
 """Every router of the app; the authorisation test walks them all."""
 

@@ -30,7 +30,7 @@ _EARLIEST: Final = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 _LATEST: Final = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
-def _one_of(options: tuple[str, ...]) -> Any:
+def one_of(options: tuple[str, ...]) -> Any:
     def check(value: str) -> str:
         if value not in options:
             raise ValueError("not one of the allowed values")
@@ -39,21 +39,21 @@ def _one_of(options: tuple[str, ...]) -> Any:
     return AfterValidator(check)
 
 
-def _enum(options: tuple[str, ...]) -> WithJsonSchema:
+def enum_schema(options: tuple[str, ...]) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", "enum": list(options)})
 
 
-Need = Annotated[str, _one_of(NEEDS), _enum(NEEDS)]
-Vulnerability = Annotated[str, _one_of(VULNERABILITIES), _enum(VULNERABILITIES)]
+Need = Annotated[str, one_of(NEEDS), enum_schema(NEEDS)]
+Vulnerability = Annotated[str, one_of(VULNERABILITIES), enum_schema(VULNERABILITIES)]
 HOUSEHOLD_STATUSES: Final = (*RECORD_STATUSES, "deleted")
-HouseholdStatus = Annotated[str, _one_of(HOUSEHOLD_STATUSES), _enum(HOUSEHOLD_STATUSES)]
+HouseholdStatus = Annotated[str, one_of(HOUSEHOLD_STATUSES), enum_schema(HOUSEHOLD_STATUSES)]
 PERSON_LIST_STATUSES: Final = (*PERSON_STATUSES, "deleted")
-PersonStatus = Annotated[str, _one_of(PERSON_LIST_STATUSES), _enum(PERSON_LIST_STATUSES)]
-Sex = Annotated[str, _one_of(SEXES), _enum(SEXES)]
-ServiceName = Annotated[str, _one_of(SERVICES), _enum(SERVICES)]
-ReferralCategory = Annotated[str, _one_of(REFERRAL_CATEGORIES), _enum(REFERRAL_CATEGORIES)]
-ReferralUrgency = Annotated[str, _one_of(REFERRAL_URGENCIES), _enum(REFERRAL_URGENCIES)]
-ReferralStatus = Annotated[str, _one_of(REFERRAL_STATUSES), _enum(REFERRAL_STATUSES)]
+PersonStatus = Annotated[str, one_of(PERSON_LIST_STATUSES), enum_schema(PERSON_LIST_STATUSES)]
+Sex = Annotated[str, one_of(SEXES), enum_schema(SEXES)]
+ServiceName = Annotated[str, one_of(SERVICES), enum_schema(SERVICES)]
+ReferralCategory = Annotated[str, one_of(REFERRAL_CATEGORIES), enum_schema(REFERRAL_CATEGORIES)]
+ReferralUrgency = Annotated[str, one_of(REFERRAL_URGENCIES), enum_schema(REFERRAL_URGENCIES)]
+ReferralStatus = Annotated[str, one_of(REFERRAL_STATUSES), enum_schema(REFERRAL_STATUSES)]
 Cursor = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)]
 CampFilter = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
 SearchText = Annotated[str, StringConstraints(min_length=1, max_length=100)]

@@ -14,7 +14,10 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from api.audit.models import AuditLog
+from api.audit.schemas import AuditEntry, AuditFilters
+from api.pagination import Page, decode_cursor, page_of
 from api.principal import Principal
+from api.schemas import clamp_datetime
 from api.types import utcnow
 
 GENESIS = "0" * 64
@@ -161,3 +164,29 @@ def verify(session: Session) -> ChainReport:
         select(AuditLog).order_by(col(AuditLog.id)).execution_options(yield_per=1000)
     ).scalars()
     return verify_entries(rows)
+
+
+def list_entries(*, session: Session, filters: AuditFilters) -> Page[AuditEntry]:
+    """Entries matching the filters, newest first (admins only: the route's policy)."""
+    table = AuditLog.__table__  # type: ignore[attr-defined]
+    conditions = []
+    for column, wanted in (
+        (table.c.camp_id, filters.camp),
+        (table.c.action, filters.action),
+        (table.c.actor_id, filters.actor),
+        (table.c.entity, filters.entity),
+        (table.c.entity_id, filters.entity_id),
+    ):
+        if wanted is not None:
+            conditions.append(column == wanted)
+    if filters.since is not None:
+        conditions.append(table.c.at >= clamp_datetime(filters.since))
+    if filters.until is not None:
+        conditions.append(table.c.at < clamp_datetime(filters.until))
+    if filters.cursor is not None:
+        (before,) = decode_cursor("audit", filters.cursor, (int,))
+        conditions.append(table.c.id < before)
+    rows = session.execute(
+        select(table).where(*conditions).order_by(table.c.id.desc()).limit(filters.limit + 1)
+    ).mappings()
+    return page_of([AuditEntry(**row) for row in rows], filters.limit, "audit", lambda e: (e.id,))

@@ -33,8 +33,9 @@ def list_households(
 ) -> HouseholdList:
     """Households in your camps, in registration order, or ranked by a name search.
 
-    With `q`, households are ranked by how well a member's name matches. Callers without the right to read personal data get personal fields as null (listed in
-    `redacted`); reads by those with it are audited.
+    With `q`, households are ranked by how well a member's name matches. Callers without the
+    right to read personal data get personal fields as null (listed in `redacted`); reads by
+    those with it are audited.
     """
     page = service.list_households(session=session, principal=principal, filters=filters)
     return HouseholdList(items=page.items, next_cursor=page.next_cursor)
