@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from campsync_sync import Entity
-from sqlalchemy import ColumnElement, Table, and_, false, or_, select
+from sqlalchemy import ColumnElement, Table, and_, case, false, or_, select
 from sqlmodel import Session
 
 from api.audit import service as audit
@@ -247,7 +247,7 @@ def get_household(
                 PERSON.c.is_deleted == false(),
                 in_camps(PERSON.c.camp_id, principal.camps),
             )
-            .order_by((PERSON.c.relationship_to_head != "head"), PERSON.c.id)
+            .order_by(case((PERSON.c.relationship_to_head == "head", 0), else_=1), PERSON.c.id)
             .limit(MAX_MEMBERS)
         ).mappings()
     )
