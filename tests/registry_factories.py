@@ -279,7 +279,8 @@ def make_conflict(
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A person whose ``field`` two tablets wrote concurrently; returns (person, conflict)."""
     first, second = Tablet(operator="farida"), Tablet(operator="karim")
-    person_id = make_person(engine, camp, household_id, first, **{field: current})
+    values = {field: current} if field != "household_id" else {}
+    person_id = make_person(engine, camp, household_id, first, **values)
     effect = edit(engine, camp, Entity.PERSON, person_id, second, **{field: incoming})
     assert len(effect.conflicts) == 1, effect
     return person_id, effect.conflicts[0].id
