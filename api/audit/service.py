@@ -163,7 +163,10 @@ def verify(session: Session) -> ChainReport:
     rows = session.execute(
         select(AuditLog).order_by(col(AuditLog.id)).execution_options(yield_per=1000)
     ).scalars()
-    return verify_entries(rows)
+    try:
+        return verify_entries(rows)
+    finally:
+        rows.close()  # a break stops early: release the server-side cursor
 
 
 def list_entries(*, session: Session, filters: AuditFilters) -> Page[AuditEntry]:
