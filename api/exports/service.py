@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import JsonValue
-from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Select, func, select
 from sqlmodel import Session
 
 from api.audit import service as audit
@@ -102,6 +102,7 @@ class Export:
     _columns: Sequence[ExportColumn]
     _key: bytes | None
     _lock: threading.Lock
+    _result: CursorResult[Any] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         """The CSV, a few hundred rows per chunk; the connection closes at the end."""
@@ -111,12 +112,12 @@ class Export:
             buffer.write(_BOM)
             writer.writerow([c.name for c in self._columns])
             with self._lock:
-                result = self._connection.execution_options(
+                self._result = self._connection.execution_options(
                     stream_results=True, yield_per=CHUNK_ROWS
                 ).execute(self._query)
             while True:
                 with self._lock:
-                    batch = result.fetchmany(CHUNK_ROWS)
+                    batch = self._result.fetchmany(CHUNK_ROWS)
                 for row in batch:
                     writer.writerow(
                         [self._cell(c, v) for c, v in zip(self._columns, row, strict=True)]
@@ -138,6 +139,8 @@ class Export:
     def close(self) -> None:
         """Release the snapshot; safe to call twice and from another thread."""
         with self._lock:
+            if self._result is not None:
+                self._result.close()  # the server-side cursor, if the client left early
             if not self._connection.closed:
                 self._connection.close()
 

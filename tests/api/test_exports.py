@@ -198,22 +198,20 @@ def test_another_camp_cannot_be_exported(client: TestClient, db: Engine) -> None
     assert "Canarygul" not in response.text
 
 
-def test_large_exports_stream_in_chunks(client: TestClient, db: Engine) -> None:
+def test_large_exports_stream_in_chunks(
+    client: TestClient, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.exports import service
 
     camp = make_camp(db)
     for _ in range(7):
         make_household(db, camp)
     token = make_user(db, "coordinator", [camp])
-    original = service.CHUNK_ROWS
-    service.CHUNK_ROWS = 2
-    try:
-        with client.stream(
-            "POST", "/v1/exports", json={"camp": camp, "purpose": PURPOSE}, headers=bearer(token)
-        ) as response:
-            chunks = list(response.iter_raw())
-    finally:
-        service.CHUNK_ROWS = original
+    monkeypatch.setattr(service, "CHUNK_ROWS", 2)
+    with client.stream(
+        "POST", "/v1/exports", json={"camp": camp, "purpose": PURPOSE}, headers=bearer(token)
+    ) as response:
+        chunks = list(response.iter_raw())
     text = b"".join(chunks).decode("utf-8-sig")
     assert len(text.strip().splitlines()) == 8
     assert len(chunks) >= 4
@@ -235,3 +233,34 @@ def test_large_exports_stream_in_chunks(client: TestClient, db: Engine) -> None:
 )
 def test_cells_are_defused(value: object, cell: object) -> None:
     assert safe_cell(value) == cell
+
+
+def test_an_abandoned_export_releases_its_snapshot(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from api.db import IMMEDIATE
+    from api.exports import service
+    from api.exports.schemas import HouseholdExport
+    from api.principal import Principal, Role
+
+    camp = make_camp(db)
+    for _ in range(5):
+        make_household(db, camp)
+    principal = Principal(uuid.uuid4(), "c", Role.COORDINATOR, frozenset({camp}))
+    with Session(db.execution_options(**IMMEDIATE), expire_on_commit=False) as session:
+        export = service.start_export(
+            engine=db,
+            session=session,
+            principal=principal,
+            request=HouseholdExport(camp=camp, purpose=PURPOSE),
+            today=dt.date(2026, 11, 26),
+        )
+    monkeypatch.setattr(service, "CHUNK_ROWS", 2)
+    chunks = export.chunks()
+    assert next(chunks)
+    export.close()  # what the response's background task does when the client goes away
+    chunks.close()
+    assert export.rows == 5
+    assert export._connection.closed
