@@ -9,6 +9,7 @@ type.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Final
 
 from campsync_sync.fields import (
@@ -22,12 +23,48 @@ from campsync_sync.fields import (
     SEXES,
     VULNERABILITIES,
 )
-from pydantic import AfterValidator, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from api.pagination import CURSOR_PATTERN
 
 _EARLIEST: Final = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 _LATEST: Final = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+_ISO_TIMESTAMP: Final = re.compile(r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic would also take a number of seconds ("0.5"): only RFC 3339 text is a timestamp.
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or _ISO_TIMESTAMP.match(value) is None:
+        raise ValueError("expected an RFC 3339 timestamp with a UTC offset")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+"""A point in time, written as RFC 3339 text with an offset (``2026-11-20T08:00:00Z``)."""
+_ISO_DATE: Final = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+
+
+def _date_only(value: Any) -> Any:
+    # pydantic would also take "0" (a Unix time): only YYYY-MM-DD is a day.
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or _ISO_DATE.match(value) is None:
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[dt.date, BeforeValidator(_date_only)]
+"""A calendar day, ``YYYY-MM-DD``."""
 
 
 def one_of(options: tuple[str, ...]) -> Any:

@@ -3,10 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas import CampFilter, Cursor
+from api.schemas import CampFilter, Cursor, Timestamp
 
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 
@@ -25,8 +25,8 @@ class AuditFilters(BaseModel):
     entity_id: Token | SkipJsonSchema[None] = Field(
         None, description="Entries about this record (its id)."
     )
-    since: AwareDatetime | SkipJsonSchema[None] = Field(None, description="At or after this time.")
-    until: AwareDatetime | SkipJsonSchema[None] = Field(None, description="Before this time.")
+    since: Timestamp | SkipJsonSchema[None] = Field(None, description="At or after this time.")
+    until: Timestamp | SkipJsonSchema[None] = Field(None, description="Before this time.")
     cursor: Cursor | SkipJsonSchema[None] = Field(
         None, description="`next_cursor` of the previous page."
     )

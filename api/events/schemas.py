@@ -13,6 +13,7 @@ from api.schemas import (
     ReferralStatus,
     ReferralUrgency,
     ServiceName,
+    Timestamp,
 )
 
 _CAMP = "Only this camp (default: every camp you may see)."
@@ -30,10 +31,10 @@ class ServiceFilters(BaseModel):
     service: list[ServiceName] = Field(
         default_factory=list, max_length=16, description="Only these services (repeat)."
     )
-    delivered_from: dt.datetime | SkipJsonSchema[None] = Field(
+    delivered_from: Timestamp | SkipJsonSchema[None] = Field(
         None, description="Delivered at or after this time."
     )
-    delivered_to: dt.datetime | SkipJsonSchema[None] = Field(
+    delivered_to: Timestamp | SkipJsonSchema[None] = Field(
         None, description="Delivered before this time."
     )
     include_voided: bool = Field(
@@ -78,10 +79,10 @@ class ReferralFilters(BaseModel):
     status: list[ReferralStatus] = Field(
         default_factory=list, max_length=8, description="Only these statuses (repeat)."
     )
-    created_from: dt.datetime | SkipJsonSchema[None] = Field(
+    created_from: Timestamp | SkipJsonSchema[None] = Field(
         None, description="Recorded at or after this time."
     )
-    created_to: dt.datetime | SkipJsonSchema[None] = Field(
+    created_to: Timestamp | SkipJsonSchema[None] = Field(
         None, description="Recorded before this time."
     )
     include_voided: bool = Field(

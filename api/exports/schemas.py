@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -18,10 +16,12 @@ from pydantic.json_schema import SkipJsonSchema
 from api.exports.columns import HOUSEHOLD_COLUMN_NAMES, PERSON_COLUMN_NAMES
 from api.schemas import (
     CampFilter,
+    Day,
     HouseholdStatus,
     Need,
     PersonStatus,
     Sex,
+    Timestamp,
     Vulnerability,
     enum_schema,
     one_of,
@@ -33,7 +33,7 @@ HouseholdColumn = Annotated[
 PersonColumn = Annotated[str, one_of(PERSON_COLUMN_NAMES), enum_schema(PERSON_COLUMN_NAMES)]
 Purpose = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=200)]
 _PURPOSE = (
-    "Why the data leaves the system (10 to 200 characters), e.g. 'WFP food distribution "
+    "Why the data leaves the system (10 to 200 characters on one line), e.g. 'WFP food distribution "
     "round 3, data-sharing agreement 2026-014'. Recorded in the audit log: name no one."
 )
 _COLUMNS = (
@@ -55,9 +55,9 @@ class HouseholdExportFilters(BaseModel):
     status: list[HouseholdStatus] = Field(
         default_factory=list, max_length=8, description="Any of these; default: all but deleted."
     )
-    arrived_from: dt.date | SkipJsonSchema[None] = None
-    arrived_to: dt.date | SkipJsonSchema[None] = None
-    updated_since: AwareDatetime | SkipJsonSchema[None] = None
+    arrived_from: Day | SkipJsonSchema[None] = None
+    arrived_to: Day | SkipJsonSchema[None] = None
+    updated_since: Timestamp | SkipJsonSchema[None] = None
 
 
 class PersonExportFilters(BaseModel):
@@ -71,7 +71,7 @@ class PersonExportFilters(BaseModel):
     status: list[PersonStatus] = Field(
         default_factory=list, max_length=8, description="Any of these; default: all but deleted."
     )
-    updated_since: AwareDatetime | SkipJsonSchema[None] = None
+    updated_since: Timestamp | SkipJsonSchema[None] = None
 
 
 class HouseholdExport(BaseModel):

@@ -77,7 +77,7 @@ def _query(
 ) -> Select[Any]:
     expressions = [c.expression(today) for c in columns]
     if isinstance(request, HouseholdExport):
-        filters = HouseholdFilters(camp=request.camp, **request.filters.model_dump())
+        filters = HouseholdFilters(camp=request.camp, **request.filters.model_dump(mode="json"))
         conditions: list[ColumnElement[bool]] = households.household_conditions(
             session, principal, filters
         )
@@ -85,7 +85,7 @@ def _query(
         if any(c.needs_head for c in columns):
             source = HOUSEHOLD.outerjoin(HEAD, HEAD.c.id == HOUSEHOLD.c.head_person_id)
         return select(*expressions).select_from(source).where(*conditions).order_by(HOUSEHOLD.c.id)
-    person_filters = PersonFilters(camp=request.camp, **request.filters.model_dump())
+    person_filters = PersonFilters(camp=request.camp, **request.filters.model_dump(mode="json"))
     conditions = households.person_conditions(session, principal, person_filters)
     return select(*expressions).select_from(PERSON).where(*conditions).order_by(PERSON.c.id)
 

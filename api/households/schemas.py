@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import SkipJsonSchema
 
 from api.conflicts.schemas import ConflictSummary
@@ -12,11 +12,13 @@ from api.flags.schemas import FlagPublic
 from api.schemas import (
     CampFilter,
     Cursor,
+    Day,
     HouseholdStatus,
     Need,
     PersonStatus,
     SearchText,
     Sex,
+    Timestamp,
     Vulnerability,
 )
 
@@ -53,13 +55,13 @@ class HouseholdFilters(BaseModel):
         description="Any of these statuses (repeat); `deleted` selects tombstones. "
         "Default: every status except deleted.",
     )
-    arrived_from: dt.date | SkipJsonSchema[None] = Field(
+    arrived_from: Day | SkipJsonSchema[None] = Field(
         None, description="Arrived on or after this date."
     )
-    arrived_to: dt.date | SkipJsonSchema[None] = Field(
+    arrived_to: Day | SkipJsonSchema[None] = Field(
         None, description="Arrived on or before this date."
     )
-    updated_since: AwareDatetime | SkipJsonSchema[None] = Field(None, description=_UPDATED)
+    updated_since: Timestamp | SkipJsonSchema[None] = Field(None, description=_UPDATED)
     q: SearchText | SkipJsonSchema[None] = Field(
         None, description=_Q + " A household matches when one of its members does."
     )
@@ -86,7 +88,7 @@ class PersonFilters(BaseModel):
         description="Any of these statuses (repeat); `deleted` selects tombstones. "
         "Default: every status except deleted.",
     )
-    updated_since: AwareDatetime | SkipJsonSchema[None] = Field(None, description=_UPDATED)
+    updated_since: Timestamp | SkipJsonSchema[None] = Field(None, description=_UPDATED)
     q: SearchText | SkipJsonSchema[None] = Field(None, description=_Q)
     cursor: Cursor | SkipJsonSchema[None] = Field(None, description=_CURSOR)
     limit: int = Field(50, ge=1, le=500, description=_LIMIT)

@@ -14,10 +14,14 @@ ERRORS_READ: dict[int | str, dict[str, Any]] = {
     404: {**_E, "description": "Not found, or outside your camps"},
     422: {**_E, "description": "Invalid parameters"},
 }
-ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
+ERRORS_BODY: dict[int | str, dict[str, Any]] = {
     **ERRORS_READ,
-    409: {**_E, "description": "Conflicts with the current state"},
+    400: {**_E, "description": "The body is not valid JSON"},
     413: {**_E, "description": "Request body too large"},
+}
+ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
+    **ERRORS_BODY,
+    409: {**_E, "description": "Conflicts with the current state"},
 }
 ERRORS_LIST: dict[int | str, dict[str, Any]] = {
     **ERRORS_READ,

@@ -10,7 +10,7 @@ from api.auth import AnyUser
 from api.deps import EngineDep, WriteSessionDep
 from api.exports import service
 from api.exports.schemas import ExportRequest
-from api.routes.common import ERRORS_WRITE
+from api.routes.common import ERRORS_BODY
 from api.types import utcnow
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
@@ -37,7 +37,7 @@ _CSV: dict[int | str, dict[str, Any]] = {
     "",
     summary="Export households or people as CSV",
     response_class=StreamingResponse,
-    responses={**_CSV, **ERRORS_WRITE},
+    responses={**_CSV, **ERRORS_BODY},
 )
 def create_export(
     data: Annotated[ExportRequest, Body()],

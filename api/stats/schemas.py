@@ -6,14 +6,16 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from api.schemas import Day
+
 
 class StatsFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    services_from: dt.date | SkipJsonSchema[None] = Field(
+    services_from: Day | SkipJsonSchema[None] = Field(
         None, description="First day (UTC) of `services_per_day`; default 29 days before the last."
     )
-    services_to: dt.date | SkipJsonSchema[None] = Field(
+    services_to: Day | SkipJsonSchema[None] = Field(
         None, description="Last day (UTC) of `services_per_day`, included; default today."
     )
 
