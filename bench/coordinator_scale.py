@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import json
 import random
-import resource
 import statistics
 import tempfile
 import time
@@ -209,6 +208,14 @@ def load(engine: Engine, households: int, people_per: int, seed: int) -> dict[st
     return {"households": hh_ids}
 
 
+def current_rss() -> int:
+    """Resident memory now, in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def timed(name: str, call: Callable[[], Any], repeat: int) -> None:
     samples = []
     for _ in range(repeat):
@@ -303,7 +310,8 @@ def main() -> None:
         for name, call in cases:
             timed(name, call, args.repeat)
 
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = current_rss()
+        rss_peak = rss_before
         started = time.perf_counter()
         size = 0
         with client.stream(
@@ -318,6 +326,7 @@ def main() -> None:
         ) as response:
             for chunk in response.iter_raw():
                 size += len(chunk)
+                rss_peak = max(rss_peak, current_rss())
         seconds = time.perf_counter() - started
         rows = int(response.headers["x-export-rows"])
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -31,9 +31,7 @@ HouseholdColumn = Annotated[
     str, one_of(HOUSEHOLD_COLUMN_NAMES), enum_schema(HOUSEHOLD_COLUMN_NAMES)
 ]
 PersonColumn = Annotated[str, one_of(PERSON_COLUMN_NAMES), enum_schema(PERSON_COLUMN_NAMES)]
-Purpose = Annotated[
-    str, StringConstraints(min_length=10, max_length=200, pattern=r"^\S(?:.*\S)?$")
-]
+Purpose = Annotated[str, StringConstraints(min_length=10, max_length=200, pattern=r"^\S(?:.*\S)?$")]
 _PURPOSE = (
     "Why the data leaves the system (10 to 200 characters on one line), e.g. 'WFP food "
     "distribution round 3, data-sharing agreement 2026-014'. Recorded in the audit log: name "

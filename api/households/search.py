@@ -3,18 +3,22 @@
 Every name part of a person is stored as a key (``campsync_sync.names``: Mohammad, Muhammad and
 Mohammed share ``mhmd``). A query matches the people whose keys contain every key of the query:
 JSONB containment served by the GIN index on PostgreSQL, ``json_each`` on SQLite. The
-candidates, at most :data:`MAX_CANDIDATES`, are then ranked by
-:func:`campsync_sync.names.similarity`, the same function the tablets use.
+candidates, at most :data:`MAX_CANDIDATES`, are then ranked by :func:`score`:
+:func:`campsync_sync.names.similarity` (the ranking tablets use) computed with rapidfuzz's
+C implementation of the same ratio, and with every name part folded and keyed once.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
-from campsync_sync import name_keys, similarity
+from campsync_sync import fold, name_key, name_keys
+from rapidfuzz.fuzz import ratio
 from sqlalchemy import ColumnElement, select
 from sqlmodel import Session
 
@@ -23,6 +27,36 @@ from api.pagination import decode_cursor, encode_cursor
 from api.sql import contains_all
 
 MAX_CANDIDATES: Final = 2000
+_WORDS: Final = re.compile(r"[^\w]+|_")
+
+
+@lru_cache(maxsize=65_536)
+def _part(word: str) -> tuple[str, str]:
+    return fold(word), name_key(word)
+
+
+def _parts(text: str | None) -> list[tuple[str, str]]:
+    return [_part(word) for word in _WORDS.split(text or "") if word]
+
+
+def score(query: str, names: Iterable[str | None]) -> float:
+    """How well ``query`` matches a person's names, from 0 to 1.
+
+    Each query word scores its best name part, on the folded spelling or (at 0.9) on the
+    transliteration key; the scores are averaged (``campsync_sync.names.similarity``).
+    """
+    parts = [part for name in names for part in _parts(name)]
+    wanted = _parts(query)
+    if not parts or not wanted:
+        return 0.0
+    total = 0.0
+    for q_fold, q_key in wanted:
+        best = 0.0
+        for p_fold, p_key in parts:
+            keyed = 0.9 * ratio(q_key, p_key) if q_key else 0.0
+            best = max(best, ratio(q_fold, p_fold), keyed)
+        total += best / 100
+    return total / len(wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +83,7 @@ def find_people(session: Session, q: str, conditions: Iterable[ColumnElement[boo
         .order_by(PERSON.c.id)
         .limit(MAX_CANDIDATES)
     ).all()
-    return [Match(row[0], row[1], round(similarity(q, row[2:]), 6)) for row in rows]
+    return [Match(row[0], row[1], round(score(q, row[2:]), 6)) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

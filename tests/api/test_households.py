@@ -328,3 +328,20 @@ def test_reads_of_personal_data_are_audited_with_ids_not_values(
         everything = " ".join(str(e.details) for e in session.execute(select(AuditLog)).scalars())
     assert "Auditgul" not in everything
     assert "+93700555444" not in everything
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("Muhammad Stanikzai", ["Mohammad", "Stanekzai", None]),
+        ("Abdol", ["Abdul", "Rahimi", "Karim"]),
+        ("Fatima", ["Fatema", None, None]),
+        ("محمد", ["Mohammad", None, "محمد"]),
+    ],
+)
+def test_the_ranking_agrees_with_the_protocol_similarity(query: str, names: list[str]) -> None:
+    from campsync_sync import similarity
+
+    from api.households.search import score
+
+    assert score(query, names) == pytest.approx(similarity(query, names), abs=0.05)
