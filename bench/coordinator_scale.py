@@ -329,10 +329,10 @@ def main() -> None:
                 rss_peak = max(rss_peak, current_rss())
         seconds = time.perf_counter() - started
         rows = int(response.headers["x-export-rows"])
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(
             f"  export of {rows:,} households: {seconds:.1f} s ({rows / seconds:,.0f} rows/s), "
-            f"{size / 1e6:.1f} MB, peak RSS +{(rss_after - rss_before) / 1024:.0f} MiB"
+            f"{size / 1e6:.1f} MB; RSS {rss_before / 2**20:.0f} MiB before, "
+            f"at most +{(rss_peak - rss_before) / 2**20:.1f} MiB while streaming"
         )
 
         if engine.dialect.name == "postgresql":
