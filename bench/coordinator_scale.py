@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import random
 import statistics
 import tempfile
@@ -224,7 +225,7 @@ def timed(name: str, call: Callable[[], Any], repeat: int) -> None:
         samples.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (name, response.status_code, response.text[:200])
     samples.sort()
-    p95 = samples[max(0, int(len(samples) * 0.95) - 1)]
+    p95 = samples[min(len(samples) - 1, math.ceil(len(samples) * 0.95) - 1)]
     print(f"  {name:<48} median {statistics.median(samples):7.1f} ms   p95 {p95:7.1f} ms")
 
 
