@@ -18,7 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
-from api.deps import SessionDep
+from api.deps import KeyringDep, SessionDep
+from api.devices import service as device_service
+from api.devices.models import Device
 from api.errors import Forbidden, Unauthenticated
 from api.principal import Principal, Role, Scope
 from api.security import hash_token
@@ -118,3 +120,32 @@ AnyUser = Annotated[Principal, Depends(ANY_USER)]
 Admin = Annotated[Principal, Depends(ADMIN)]
 Staff = Annotated[Principal, Depends(STAFF)]
 Public = Depends(PUBLIC)
+
+
+class DeviceAuth:
+    """Authenticates a tablet by its short-lived device token (``docs/sync-http.md``).
+
+    Routes that use it declare the ``Public`` policy (no user) and this dependency; the
+    authorisation test finds it and checks that anonymous calls answer 401.
+    """
+
+    def __repr__(self) -> str:
+        return "DeviceAuth()"
+
+    def __call__(
+        self,
+        session: SessionDep,
+        keyring: KeyringDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Device:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthenticated(
+                "a device token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return device_service.authenticate_device(
+            session=session, keys=keyring.current(), token=credentials.credentials
+        )
+
+
+DEVICE = DeviceAuth()
+CurrentDevice = Annotated[Device, Depends(DEVICE)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
@@ -28,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-admin_app = typer.Typer(help="Administration: camps, users.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administration: camps, users, tablets, keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 
@@ -196,6 +197,93 @@ def verify_audit() -> None:
         return
     typer.echo(f"audit log intact: {report.entries} entries; head entry {report.head_id}")
     typer.echo(report.head_hash or "")
+
+
+@admin_app.command("enrollment-code")
+def enrollment_code(
+    camp: Annotated[str, typer.Option(help="The camp the tablet will serve.")],
+    ttl: Annotated[int | None, typer.Option(help="Minutes the code stays valid.", min=1)] = None,
+) -> None:
+    """Create a single-use enrolment code; prints the QR payload, then the code alone."""
+    from api.devices import service
+    from api.sync.keys import Keyring
+
+    settings = get_settings()
+    with admin_session() as session:
+        keys = Keyring(session.get_bind(), settings).current()  # type: ignore[arg-type]
+        try:
+            created = service.create_enrollment_code(
+                session=session,
+                settings=settings,
+                keys=keys,
+                camp_id=camp,
+                ttl_minutes=ttl,
+                actor="cli",
+            )
+        except DomainError as exc:
+            fail(f"{exc.message}: {camp}")
+    typer.echo(
+        f"enrolment code for camp {camp}, valid until {created.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    typer.echo(f"QR payload: {created.qr_payload}")
+    typer.echo(created.code)
+
+
+@admin_app.command("revoke-device")
+def revoke_device(
+    device_id: Annotated[str, typer.Argument(help="The device id (a UUID).")],
+) -> None:
+    """Revoke a tablet: its tokens stop at once, its later batches are quarantined."""
+    import uuid
+
+    from api.devices import service
+
+    try:
+        parsed = uuid.UUID(device_id)
+    except ValueError:
+        fail("the device id must be a UUID")
+    device = run(
+        lambda s: service.revoke_device(session=s, device_id=parsed, principal=None, actor="cli")
+    )
+    typer.echo(f"device {device.id} of camp {device.camp_id} is revoked")
+
+
+@admin_app.command("rotate-keys")
+def rotate_keys() -> None:
+    """New transport keys become active; old ones retire; keys past their grace are destroyed."""
+    from api.sync import keys
+
+    settings = get_settings()
+    engine = ready_engine(settings)
+    try:
+        rotation = keys.rotate_keys(engine=engine, settings=settings, actor="cli")
+    finally:
+        engine.dispose()
+    typer.echo(f"active: {', '.join(rotation.created)}")
+    typer.echo(f"retired: {', '.join(rotation.retired) or '-'}")
+    typer.echo(f"destroyed: {', '.join(rotation.destroyed) or '-'}")
+
+
+@admin_app.command("import-batches")
+def import_batches(
+    directory: Annotated[Path, typer.Argument(help="Folder of <batch_id>.batch files.")],
+) -> None:
+    """Import sealed batches carried by hand, with the same checks as a push; one line a file."""
+    from api.sync import transfer
+
+    if not directory.is_dir():
+        fail(f"not a directory: {directory}")
+    settings = get_settings()
+    engine = ready_engine(settings)
+    try:
+        results = transfer.import_directory(engine=engine, settings=settings, directory=directory)
+    finally:
+        engine.dispose()
+    for result in results:
+        typer.echo(f"{result.name}\t{result.status}\t{result.detail}")
+    refused = sum(1 for r in results if r.status == "refused")
+    if refused:
+        fail(f"{refused} of {len(results)} files refused")
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,31 @@ def engine_from_settings(settings: Settings) -> Engine:
     return make_engine(settings.effective_database_url)
 
 
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_lock = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.Lock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    key = engine.url.render_as_string()
+    with _sqlite_writers_lock:
+        return _sqlite_writers.setdefault(key, threading.Lock())
+
+
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction holds the write lock on SQLite; committed on success."""
-    with Session(engine.execution_options(**IMMEDIATE), expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    """A session whose transaction holds the write lock on SQLite; committed on success.
+
+    On SQLite the threads of one process also queue on a lock of their own first: a writer
+    waiting in SQLite's busy handler sleeps and polls, so under load the lock passes late
+    and unfairly (batch latency p99 in seconds); a thread lock hands it over at once.
+    """
+    lock = _writer_lock(engine)
+    with lock if lock is not None else nullcontext():
+        with Session(engine.execution_options(**IMMEDIATE), expire_on_commit=False) as session:
+            with session.begin():
+                yield session
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from api.config import Settings
 from api.db import IMMEDIATE
+from api.sync.keys import Keyring
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -21,6 +22,11 @@ def get_settings_dep(request: Request) -> Settings:
 def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
@@ -38,4 +44,5 @@ def get_write_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterato
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]

@@ -20,15 +20,23 @@ class BodyLimitMiddleware:
     chunked body is counted as it arrives.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        code_for: Callable[[str], ErrorCode] = lambda _: ErrorCode.PAYLOAD_TOO_LARGE,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.code_for = code_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope.get("path", ""))
+        path = scope.get("path", "")
+        limit = self.limit_for(path)
+        code = self.code_for(path)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
@@ -36,7 +44,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 too_big = True
             if too_big:
-                await _refuse(send, limit)
+                await _refuse(send, limit, code)
                 return
         received = 0
         started = False
@@ -60,13 +68,13 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _refuse(send, limit)
+                await _refuse(send, limit, code)
 
 
-async def _refuse(send: Send, limit: int) -> None:
+async def _refuse(send: Send, limit: int, code: ErrorCode) -> None:
     body = orjson.dumps(
         ErrorBody.of(
-            ErrorCode.PAYLOAD_TOO_LARGE,
+            code,
             "request body too large",
             {"limit_bytes": limit},
         ).model_dump(mode="json")
@@ -74,7 +82,7 @@ async def _refuse(send: Send, limit: int) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": ERROR_STATUS[ErrorCode.PAYLOAD_TOO_LARGE],
+            "status": ERROR_STATUS[code],
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

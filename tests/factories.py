@@ -47,3 +47,23 @@ def make_user(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def make_code(client, engine: Engine, camp_id: str, **body: object) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """An enrolment code for ``camp_id``, created through the API by a fresh admin."""
+    admin = make_user(engine, "admin")
+    response = client.post(
+        f"/v1/camps/{camp_id}/enrollment-codes", json=body or None, headers=bearer(admin)
+    )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def make_tablet(client, engine: Engine, camp_id: str | None = None):  # type: ignore[no-untyped-def]
+    """An enrolled tablet (tests/synckit.py) in ``camp_id`` (a new camp by default)."""
+    from tests.synckit import Tablet
+
+    camp_id = camp_id or make_camp(engine)
+    tablet = Tablet(client)
+    tablet.enroll(make_code(client, engine, camp_id)["code"])
+    return tablet

@@ -12,22 +12,39 @@ order is commit order and a pull cursor never skips a transaction that committed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from campsync_sync import ENTITY_FIELDS, Entity, RecordState, name_keys
-from sqlalchemy import Table, insert, select
+from campsync_sync import ENTITY_FIELDS, Entity, EventState, RecordState, name_keys
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from api.registry.models import ChangeLog, Household, Person
+from api.registry import bulk
+from api.registry.models import ChangeLog, Household, Person, Referral, ServiceDelivery
 from api.sync.models import SyncCounter
 
 REGISTRY_TABLES: Final[Mapping[Entity, Table]] = {
     Entity.HOUSEHOLD: Household.__table__,  # type: ignore[attr-defined]
     Entity.PERSON: Person.__table__,  # type: ignore[attr-defined]
+}
+EVENT_TABLES: Final[Mapping[Entity, Table]] = {
+    Entity.SERVICE_DELIVERY: ServiceDelivery.__table__,  # type: ignore[attr-defined]
+    Entity.REFERRAL: Referral.__table__,  # type: ignore[attr-defined]
+}
+_EVENT_VALUES: Final[Mapping[Entity, tuple[str, ...]]] = {
+    Entity.SERVICE_DELIVERY: (
+        "household_id",
+        "person_id",
+        "service",
+        "quantity",
+        "unit",
+        "delivered_at",
+    ),
+    Entity.REFERRAL: ("household_id", "person_id", "category", "urgency", "status"),
 }
 _DATE_FIELDS: Final = frozenset({"arrival_date", "date_of_birth"})
 _UUID_FIELDS: Final = frozenset({"head_person_id", "household_id"})
@@ -43,10 +60,12 @@ _DEFAULTS: Final = {"status": "active"}
 CHANGE_SEQ: Final = "change_seq"
 
 
+@functools.cache
 def scalar_fields(entity: Entity) -> tuple[str, ...]:
     return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if not spec.is_set)
 
 
+@functools.cache
 def set_field_names(entity: Entity) -> tuple[str, ...]:
     return tuple(n for n, spec in ENTITY_FIELDS[entity].items() if spec.is_set)
 
@@ -162,17 +181,129 @@ _INSERT_ONLY: Final = frozenset({"id", "created_at", "created_by_device"})
 
 def save_registry(session: Session, entity: Entity, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or update whole rows with one executemany upsert."""
-    if not rows:
-        return
-    table = REGISTRY_TABLES[entity]
-    dialect = session.get_bind().dialect.name
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = builder(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in _INSERT_ONLY},
+    if rows:
+        table = REGISTRY_TABLES[entity]
+        update = [name for name in rows[0] if name not in _INSERT_ONLY]
+        bulk.write(session, table, rows, update=update)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """An event as loaded for a merge: its camp and its merge state."""
+
+    camp_id: str
+    state: EventState
+
+
+def _iso(value: dt.datetime) -> str:
+    # The JSON form pydantic gives an aware UTC datetime, so a replayed event compares equal.
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_state_from_row(entity: Entity, row: Mapping[Any, Any]) -> EventState:
+    values: dict[str, Any] = {}
+    for name in _EVENT_VALUES[entity]:
+        value = row[name]
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, dt.datetime):
+            value = _iso(value)
+        values[name] = value
+    return EventState(entity, row["id"], values, row["hlc"], row["voided_hlc"], row["void_reason"])
+
+
+def load_events(
+    session: Session, entity: Entity, ids: Collection[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, StoredEvent]:
+    """Load the events with these ids in one query (row locks in id order on PostgreSQL)."""
+    if not ids:
+        return {}
+    table = EVENT_TABLES[entity]
+    query = select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {
+        row["id"]: StoredEvent(row["camp_id"], event_state_from_row(entity, row))
+        for row in session.execute(query).mappings()
+    }
+
+
+def load_prior_deliveries(
+    session: Session,
+    household_ids: Collection[uuid.UUID],
+    services: Collection[str],
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> list[EventState]:
+    """Deliveries of these services to these households in a time window, in one query."""
+    if not household_ids or not services:
+        return []
+    table = EVENT_TABLES[Entity.SERVICE_DELIVERY]
+    query = select(table).where(
+        table.c.household_id.in_(sorted(household_ids)),
+        table.c.service.in_(sorted(services)),
+        table.c.delivered_at > since,
+        table.c.delivered_at < until,
     )
-    session.execute(statement, list(rows))
+    return [
+        event_state_from_row(Entity.SERVICE_DELIVERY, row)
+        for row in session.execute(query).mappings()
+    ]
+
+
+def event_row(
+    state: EventState,
+    *,
+    camp_id: str,
+    device_id: uuid.UUID | None,
+    operator: str | None,
+    batch_id: uuid.UUID | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The column values of an event, ready for :func:`save_events`."""
+    values = state.values
+    row: dict[str, Any] = {
+        "id": state.id,
+        "camp_id": camp_id,
+        "household_id": uuid.UUID(str(values["household_id"])),
+        "person_id": uuid.UUID(str(values["person_id"])) if values.get("person_id") else None,
+        "hlc": state.hlc,
+        "device_id": device_id,
+        "operator": operator,
+        "batch_id": batch_id,
+        "voided_hlc": state.voided,
+        "void_reason": state.void_reason,
+        "created_at": now,
+    }
+    if state.entity is Entity.SERVICE_DELIVERY:
+        row["service"] = values["service"]
+        row["quantity"] = float(values["quantity"])
+        row["unit"] = values.get("unit")
+        row["delivered_at"] = dt.datetime.fromisoformat(str(values["delivered_at"]))
+    else:
+        row["category"] = values["category"]
+        row["urgency"] = values["urgency"]
+        row["status"] = values["status"]
+    return row
+
+
+def save_events(session: Session, entity: Entity, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new events and store void marks, with one executemany upsert.
+
+    Only the void columns are ever updated: an event's content is immutable.
+    """
+    bulk.write(session, EVENT_TABLES[entity], rows, update=("voided_hlc", "void_reason"))
+
+
+def insert_ignoring_duplicates(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert rows whose ids are deterministic (conflicts, flags); a replay adds nothing."""
+    bulk.write(session, table, rows, update=())
 
 
 def allocate_commit_seq(session: Session) -> int:
@@ -228,6 +359,5 @@ def append_changes(
         }
         for c in changes
     ]
-    if rows:
-        session.execute(insert(ChangeLog.__table__), rows)  # type: ignore[attr-defined]
+    bulk.write(session, ChangeLog.__table__, rows)  # type: ignore[attr-defined]
     return len(rows)

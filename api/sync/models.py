@@ -27,6 +27,8 @@ class Batch(SQLModel, table=True):
     """SHA-256 of the sealed bytes: a retry must send the identical envelope."""
     status: str = Field(max_length=16)
     op_count: int = 0
+    backlog: int = 0
+    """Operations still waiting on the tablet after this batch, as it reported."""
     commit_seq: int | None = Field(default=None, sa_column=Column(BigInteger))
     receipt: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDoc, nullable=False))
     received_at: dt.datetime = Field(

@@ -10,7 +10,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from api.auth import Policy
+from api.auth import DeviceAuth, Policy
 from api.main import ROUTERS
 
 _DOC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -60,3 +60,54 @@ def test_anonymous_calls_to_protected_routes_are_401(client: TestClient) -> None
             response = client.request(method, path, json={})
             assert response.status_code == 401, f"{method} {route.path}: {response.status_code}"
             assert response.json()["error"]["code"] in {"unauthenticated", "device_unknown"}
+
+
+def _device_authenticated(dependant: Dependant) -> bool:
+    return any(
+        isinstance(dep.call, DeviceAuth) or _device_authenticated(dep)
+        for dep in dependant.dependencies
+    )
+
+
+ENVELOPE_AUTHENTICATED = {("PUT", "/v1/sync/batches/{batch_id}")}
+"""Routes authenticated by the signature of the envelope they carry."""
+
+
+def test_device_token_routes_refuse_anonymous_calls(client: TestClient) -> None:
+    routes = [r for r in _api_routes() if _device_authenticated(r.dependant)]
+    assert {r.path for r in routes} == {"/v1/sync/batches/{batch_id}", "/v1/sync/changes"}
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000000", route.path)
+        for method in route.methods:
+            for headers in ({}, {"Authorization": "Bearer forged"}, {"Authorization": "Basic x"}):
+                response = client.request(method, path, headers=headers)
+                assert response.status_code == 401, f"{method} {route.path}"
+                assert response.json()["error"]["code"] in {"unauthenticated", "device_unknown"}
+
+
+def test_every_public_sync_route_authenticates_the_device_somehow() -> None:
+    public_sync = {
+        (m, r.path)
+        for r in _api_routes()
+        for m in r.methods
+        if r.path.startswith("/v1/sync/") and any(p.public for p in _policies(r.dependant))
+    }
+    token_routes = {
+        (m, r.path) for r in _api_routes() for m in r.methods if _device_authenticated(r.dependant)
+    }
+    # The challenge and token routes are where a device proves itself with its key.
+    signed_in_body = {("POST", "/v1/sync/challenge"), ("POST", "/v1/sync/token")}
+    assert public_sync == token_routes | ENVELOPE_AUTHENTICATED | signed_in_body
+
+
+def test_an_envelope_from_an_unknown_device_is_401(client: TestClient, db) -> None:  # type: ignore[no-untyped-def]
+    from campsync_sync import uuid7
+
+    from tests.factories import make_tablet
+
+    tablet = make_tablet(client, db)
+    tablet.device_id = uuid7()
+    batch_id, data = tablet.seal_batch([], seq=1)
+    response = tablet.put(batch_id, data)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "device_unknown"

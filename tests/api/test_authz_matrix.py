@@ -2,7 +2,8 @@
 
 Objects live in camp B. Callers: an admin; a coordinator of camp B; a coordinator of camp A;
 integrators of camp B without and with the personal-data scopes; an integrator of camp A with
-them; a user whose token was revoked; nobody. Each route has one or more calls in ``MATRIX``,
+them; a user whose token was revoked; a tablet of camp B that was revoked, with the device token
+it obtained before; nobody. Each route has one or more calls in ``MATRIX``,
 each with the exact status every caller must get. A route missing from the matrix fails the
 test, so a new route cannot ship without its row.
 
@@ -31,7 +32,7 @@ from api.main import ROUTERS
 from api.registry.writes import commit_server_edit
 from api.security import hash_token
 from api.users.models import ApiToken
-from tests.factories import bearer, make_camp, make_user
+from tests.factories import bearer, make_camp, make_tablet, make_user
 from tests.registry_factories import (
     flags_of,
     make_conflict,
@@ -50,6 +51,7 @@ ROLES: Final = (
     "integrator_pii",
     "integrator_other",
     "revoked_token",
+    "revoked_device",
     "anonymous",
 )
 PERSONAL_CANARIES: Final = ("Canarygul", "Canaryzai", "+93799000111", "CANARY-0042", "1987-06-05")
@@ -69,6 +71,9 @@ class World:
     def fresh_conflict(self) -> uuid.UUID:
         return make_conflict(self.engine, self.camp_b, self.household)[1]
 
+    def fresh_device(self) -> uuid.UUID:
+        return make_device(self.engine, self.camp_b).device_id
+
     def fresh_flag(self) -> uuid.UUID:
         make_service(self.engine, self.camp_b, self.household)
         return flags_of(self.engine, self.household)[-1]
@@ -86,12 +91,13 @@ class Call:
     url: str
     params: dict[str, Any] | None = None
     json: Any = None
+    content: bytes | None = None
 
 
 Build = Callable[[World], Call]
 Expect = dict[str, int]
 
-_UNAUTHENTICATED: Final = {"revoked_token": 401, "anonymous": 401}
+_UNAUTHENTICATED: Final = {"revoked_token": 401, "revoked_device": 401, "anonymous": 401}
 PUBLIC: Final[Expect] = dict.fromkeys(ROLES, 200)
 READ: Final[Expect] = {
     "admin": 200,
@@ -118,7 +124,18 @@ PII_EXPORT: Final[Expect] = {
 }
 ADMIN_ONLY: Final[Expect] = {**dict.fromkeys(ROLES, 403), "admin": 200, **_UNAUTHENTICATED}
 
+DEVICE_ONLY: Final[Expect] = {**dict.fromkeys(ROLES, 401), "revoked_device": 403}
+"""Routes for tablets: a user's token is no device token; a revoked tablet is told to wipe."""
+EVERYONE: Final = dict.fromkeys
+
 PURPOSE: Final = "Authorisation matrix check"
+_KEY = "A" * 43 + "="  # 32 bytes of base64: a well-formed key that proves nothing
+
+
+def _enrolment(w: World) -> Call:
+    body = {"code": "AAAA-BBBB-CCCC-DDDD", "signing_key": _KEY, "exchange_key": _KEY, "proof": _KEY}
+    return Call("POST", "/v1/devices/enroll", json=body)
+
 
 MATRIX: Final[dict[tuple[str, str], list[tuple[Expect, Build]]]] = {
     ("GET", "/healthz"): [(PUBLIC, lambda w: Call("GET", "/healthz"))],
@@ -189,6 +206,46 @@ MATRIX: Final[dict[tuple[str, str], list[tuple[Expect, Build]]]] = {
         ),
     ],
     ("GET", "/v1/audit"): [(ADMIN_ONLY, lambda w: Call("GET", "/v1/audit"))],
+    # Enrolment, keys and devices (server-sync).
+    ("POST", "/v1/camps/{camp_id}/enrollment-codes"): [
+        (
+            {**ADMIN_ONLY, "admin": 201},
+            lambda w: Call("POST", f"/v1/camps/{w.camp_b}/enrollment-codes"),
+        )
+    ],
+    ("POST", "/v1/devices/enroll"): [(EVERYONE(ROLES, 400), _enrolment)],
+    ("GET", "/v1/keys"): [(PUBLIC, lambda w: Call("GET", "/v1/keys"))],
+    ("GET", "/v1/devices"): [(READ, lambda w: Call("GET", "/v1/devices", {"camp": w.camp_b}))],
+    ("POST", "/v1/devices/{device_id}/revoke"): [
+        (STAFF_WRITE, lambda w: Call("POST", f"/v1/devices/{w.fresh_device()}/revoke"))
+    ],
+    # Sync (server-sync): tablets authenticate with their keys; user tokens confer nothing.
+    ("PUT", "/v1/sync/batches/{batch_id}"): [
+        (
+            EVERYONE(ROLES, 400),
+            lambda w: Call("PUT", f"/v1/sync/batches/{uuid.uuid4()}", content=b"not an envelope"),
+        )
+    ],
+    ("GET", "/v1/sync/batches/{batch_id}"): [
+        (DEVICE_ONLY, lambda w: Call("GET", f"/v1/sync/batches/{uuid.uuid4()}"))
+    ],
+    ("POST", "/v1/sync/challenge"): [
+        (
+            PUBLIC,
+            lambda w: Call("POST", "/v1/sync/challenge", json={"device_id": str(w.fresh_device())}),
+        )
+    ],
+    ("POST", "/v1/sync/token"): [
+        (
+            EVERYONE(ROLES, 401),
+            lambda w: Call(
+                "POST",
+                "/v1/sync/token",
+                json={"device_id": str(w.fresh_device()), "challenge": "x", "signature": _KEY},
+            ),
+        )
+    ],
+    ("GET", "/v1/sync/changes"): [(DEVICE_ONLY, lambda w: Call("GET", "/v1/sync/changes"))],
 }
 
 
@@ -213,7 +270,7 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
 
 
 @pytest.fixture
-def world(db: Engine) -> World:
+def world(client: TestClient, db: Engine) -> World:
     camp_a, camp_b = make_camp(db), make_camp(db)
     household = make_household(db, camp_b, needs=["food"], phone="+93799000111")
     person = make_person(
@@ -251,6 +308,7 @@ def world(db: Engine) -> World:
         "integrator_pii": make_user(db, "integrator", [camp_b], scopes=pii),
         "integrator_other": make_user(db, "integrator", [camp_a], scopes=pii),
         "revoked_token": make_user(db, "admin", scopes=pii),
+        "revoked_device": _revoked_device_token(client, db, camp_b),
         "anonymous": None,
     }
     with Session(db) as session:
@@ -261,6 +319,15 @@ def world(db: Engine) -> World:
         )
         session.commit()
     return world
+
+
+def _revoked_device_token(client: TestClient, db: Engine, camp: str) -> str:
+    tablet = make_tablet(client, db, camp)
+    token = tablet.token()
+    admin = make_user(db, "admin")
+    revoked = client.post(f"/v1/devices/{tablet.device_id}/revoke", headers=bearer(admin))
+    assert revoked.status_code == 200, revoked.text
+    return str(token)
 
 
 def _hidden_from(role: str, path: str, world: World) -> tuple[str, ...]:
@@ -280,8 +347,11 @@ def test_authorisation_matrix(client: TestClient, world: World, role: str) -> No
     for (method, path), calls in sorted(MATRIX.items()):
         for expect, build in calls:
             call = build(world)
+            extra = {"json": call.json} if call.content is None else {"content": call.content}
+            if call.content is not None:
+                extra["headers"] = {**headers, "Content-Type": "application/octet-stream"}
             response = client.request(
-                call.method, call.url, params=call.params, json=call.json, headers=headers
+                call.method, call.url, params=call.params, **({"headers": headers} | extra)
             )
             cell = f"{role}: {method} {path} {call.params or ''}"
             wanted = expect[role]

@@ -22,7 +22,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from campsync_sync.fields import (
     DEFAULT_ENTITLEMENT_DAYS,
@@ -72,6 +72,8 @@ __all__ = [
     "record_state_from_row",
     "record_state_to_row",
 ]
+
+_M = TypeVar("_M", FieldWrite, SetChange)
 
 CONFLICT_NAMESPACE: Final = uuid.UUID("6f1c7a52-41d3-4c0e-9d4e-3f0b6c1d2e7a")
 """Namespace of the deterministic ids of conflict and flag records."""
@@ -247,18 +249,18 @@ def normalize_operation(op: Operation) -> Operation:
         if isinstance(op, PatchOp):
             entity = Entity(op.entity)
             fields = {
-                name: write.model_copy(update={"value": validate_field(entity, name, write.value)})
+                name: _normal(write, "value", validate_field(entity, name, write.value))
                 for name, write in op.fields.items()
             }
             sets = {
                 name: [
-                    change.model_copy(
-                        update={"element": validate_element(entity, name, change.element)}
-                    )
+                    _normal(change, "element", validate_element(entity, name, change.element))
                     for change in changes
                 ]
                 for name, changes in op.sets.items()
             }
+            if fields == op.fields and sets == op.sets:
+                return op
             return op.model_copy(update={"fields": fields, "sets": sets})
         if isinstance(op, DeleteOp):
             _choose("reason", op.reason, DELETE_REASONS)
@@ -274,6 +276,14 @@ def normalize_operation(op: Operation) -> Operation:
         reason = RejectReason.UNKNOWN_FIELD if exc.reason == "unknown_field" else None
         raise Rejected(reason or RejectReason.INVALID_VALUE, f"{exc.field}: {exc.reason}") from None
     return op
+
+
+def _normal(model: _M, name: str, value: Any) -> _M:
+    # Copying a frozen model is costly; most values already are in their normal form.
+    current = getattr(model, name)
+    if value == current and type(value) is type(current):
+        return model
+    return model.model_copy(update={name: value})
 
 
 def _choose(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -11,6 +11,7 @@ the client searches with them; both import this module so they agree.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -49,6 +50,7 @@ def _latin_key(word: str) -> str:
     return "".join(skeleton)
 
 
+@functools.lru_cache(maxsize=65536)
 def name_key(word: str) -> str:
     """The key of one name part; empty for a part with no letters."""
     folded = fold(word)

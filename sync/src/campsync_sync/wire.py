@@ -388,7 +388,8 @@ class EnrollmentInvite(WireModel):
     server_url: Annotated[str, StringConstraints(max_length=2048)]
     deployment_id: Name
     code: Name
-    server_key_fingerprint: Name
+    server_key_fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    """:func:`~campsync_sync.keys.fingerprint` of the server signing key (79 characters)."""
     expires_at: AwareDatetime
 
 

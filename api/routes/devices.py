@@ -1,0 +1,85 @@
+"""Enrolment, the server's keys, and the device list (docs/sync-http.md)."""
+
+from __future__ import annotations
+
+import uuid
+
+from campsync_sync import EnrollmentRequest, EnrollmentResponse, SignedManifest
+from fastapi import APIRouter, Body, Query, status
+
+from api.auth import Admin, AnyUser, Public, Staff
+from api.deps import KeyringDep, SessionDep, SettingsDep, WriteSessionDep
+from api.devices import service
+from api.devices.schemas import DeviceList, DevicePublic, EnrollmentCodeCreate, EnrollmentCodePublic
+from api.routes.common import ERRORS_READ, ERRORS_WRITE
+
+router = APIRouter(prefix="/v1", tags=["devices"])
+
+
+@router.post(
+    "/camps/{camp_id}/enrollment-codes",
+    summary="Create a single-use enrolment code for a camp",
+    status_code=status.HTTP_201_CREATED,
+    responses=ERRORS_WRITE,
+)
+def create_enrollment_code(
+    camp_id: str,
+    session: WriteSessionDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+    principal: Admin,
+    data: EnrollmentCodeCreate | None = Body(default=None),  # noqa: B008
+) -> EnrollmentCodePublic:
+    """Admins only. The code is shown once; only its hash is stored."""
+    return service.create_enrollment_code(
+        session=session,
+        settings=settings,
+        keys=keyring.current(),
+        camp_id=camp_id,
+        ttl_minutes=data.ttl_minutes if data else None,
+        actor=principal.actor,
+        created_by=principal.user_id,
+    )
+
+
+@router.post(
+    "/devices/enroll",
+    summary="Enrol a tablet with a one-time code",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Public],
+    responses={
+        400: ERRORS_WRITE[409] | {"description": "Invalid code or proof"},
+        422: ERRORS_READ[422],
+    },
+)
+def enroll(
+    request: EnrollmentRequest, session: WriteSessionDep, keyring: KeyringDep
+) -> EnrollmentResponse:
+    """The tablet posts the code, its public keys and a proof that it holds its signing key."""
+    return service.enroll_device(session=session, keys=keyring.current(), request=request)
+
+
+@router.get("/keys", summary="The server's signed key manifest", dependencies=[Public])
+def keys(keyring: KeyringDep) -> SignedManifest:
+    """Public keys: the long-lived signing key tablets pin, and live transport keys."""
+    return keyring.current().manifest()
+
+
+@router.get("/devices", summary="List tablets and their sync state", responses=ERRORS_READ)
+def list_devices(
+    session: SessionDep,
+    principal: AnyUser,
+    camp: str | None = Query(default=None, max_length=40),
+) -> DeviceList:
+    """Admins, or staff of the camp. Integrators see no key material."""
+    return DeviceList(
+        items=service.list_devices(session=session, principal=principal, camp_id=camp)
+    )
+
+
+@router.post("/devices/{device_id}/revoke", summary="Revoke a tablet", responses=ERRORS_WRITE)
+def revoke_device(device_id: uuid.UUID, session: WriteSessionDep, principal: Staff) -> DevicePublic:
+    """Admins, or coordinators of the device's camp. Its tokens stop working at once."""
+    return service.revoke_device(
+        session=session, device_id=device_id, principal=principal, actor=principal.actor
+    )

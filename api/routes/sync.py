@@ -1,0 +1,176 @@
+"""Push, receipts, device tokens and pull (docs/sync-http.md). Bodies are sealed envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any, Final
+
+from campsync_sync import (
+    ChallengeRequest,
+    ChallengeResponse,
+    DeviceToken,
+    ErrorBody,
+    ErrorCode,
+    TokenRequest,
+)
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import CurrentDevice, Public
+from api.deps import EngineDep, KeyringDep, SessionDep, SettingsDep
+from api.devices import service as device_service
+from api.errors import DomainError
+from api.sync import pull, service
+
+router = APIRouter(prefix="/v1/sync", tags=["sync"], dependencies=[Public])
+
+OCTETS: Final = "application/octet-stream"
+MAX_CONCURRENT_PUSHES: Final = 16
+"""Per process: beyond it a push is told to come back, which bounds memory in a storm."""
+_pushes = threading.BoundedSemaphore(MAX_CONCURRENT_PUSHES)
+_E = {"model": ErrorBody}
+_SEALED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {OCTETS: {}}, "description": "A sealed envelope"},
+}
+_PUSH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {**_E, "description": "Bad envelope, signature, key, plaintext"},
+    401: {**_E, "description": "Unknown device"},
+    403: {**_E, "description": "Device revoked: details carry the signed wipe order"},
+    409: {**_E, "description": "seq_gap, seq_reused or batch_in_flight"},
+    410: {**_E, "description": "Sealed to a destroyed key: re-seal"},
+    413: {**_E, "description": "Envelope too large or too many operations"},
+    415: {**_E, "description": "Not application/octet-stream"},
+    422: {**_E, "description": "Batch id reused for different bytes"},
+    503: {**_E, "description": "Busy: retry after Retry-After seconds"},
+}
+_DEVICE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {**_E, "description": "Missing, invalid or expired device token"},
+    403: {**_E, "description": "Device revoked: details carry the signed wipe order"},
+}
+
+
+async def _body(request: Request, timeout: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.body()
+    except TimeoutError:
+        raise DomainError(
+            "the request body arrived too slowly",
+            code=ErrorCode.REQUEST_TIMEOUT,
+            headers={"Retry-After": service.RETRY_AFTER_SECONDS},
+        ) from None
+
+
+@router.put(
+    "/batches/{batch_id}",
+    summary="Push a sealed batch",
+    response_class=Response,
+    responses={**_SEALED, **_PUSH_ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def push_batch(
+    batch_id: uuid.UUID,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
+) -> Response:
+    """Authenticated by the envelope's own signature; answers the sealed receipt."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != OCTETS:
+        raise DomainError(
+            "send the sealed envelope as application/octet-stream",
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        )
+    if not _pushes.acquire(blocking=False):
+        raise service.Busy("too many batches in progress: retry later")
+    try:
+        data = await _body(request, settings.request_timeout_seconds)
+        result = await run_in_threadpool(
+            service.push_batch,
+            engine=engine,
+            settings=settings,
+            keyring=keyring,
+            batch_id=batch_id,
+            data=data,
+        )
+    finally:
+        _pushes.release()
+    return Response(result.envelope, media_type=OCTETS)
+
+
+@router.get(
+    "/batches/{batch_id}",
+    summary="The stored receipt of a batch",
+    response_class=Response,
+    responses={**_SEALED, **_DEVICE_ERRORS, 404: {**_E, "description": "No such receipt"}},
+)
+def get_receipt(
+    batch_id: uuid.UUID, session: SessionDep, keyring: KeyringDep, device: CurrentDevice
+) -> Response:
+    """After a lost answer: the receipt of one of the caller's batches, sealed to it."""
+    envelope = service.stored_receipt(
+        session=session, keys=keyring.current(), device=device, batch_id=batch_id
+    )
+    return Response(envelope, media_type=OCTETS)
+
+
+@router.post("/challenge", summary="A challenge for a device to sign", responses=_DEVICE_ERRORS)
+def challenge(
+    body: ChallengeRequest, session: SessionDep, keyring: KeyringDep
+) -> ChallengeResponse:
+    """Valid two minutes; signing it yields a device token."""
+    return device_service.issue_challenge(
+        session=session, keys=keyring.current(), device_id=body.device_id
+    )
+
+
+@router.post("/token", summary="A short-lived device token", responses=_DEVICE_ERRORS)
+def token(
+    body: TokenRequest, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+) -> DeviceToken:
+    """Exchange a signed challenge for a bearer token bound to the device (15 minutes)."""
+    return device_service.issue_token(
+        session=session, keys=keyring.current(), settings=settings, request=body
+    )
+
+
+@router.get(
+    "/changes",
+    summary="Pull the changes of the device's camp after a cursor",
+    response_class=Response,
+    responses={
+        **_SEALED,
+        **_DEVICE_ERRORS,
+        400: {**_E, "description": "Cursor not handed out by this server"},
+        422: {**_E, "description": "limit above CAMPSYNC_MAX_PAGE_SIZE"},
+    },
+)
+def changes(
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    device: CurrentDevice,
+    cursor: int = Query(default=0, ge=0, le=2**62),
+    limit: int = Query(default=500, ge=1, le=100_000),
+) -> Response:
+    """A sealed ``PullPage``: current rows and tombstones, whole commit groups only."""
+    if limit > settings.max_page_size:
+        raise DomainError(
+            "limit is above the page size limit",
+            {"limit": settings.max_page_size},
+            code=ErrorCode.VALIDATION_ERROR,
+        )
+    envelope = pull.pull_page(
+        session=session, keys=keyring.current(), device=device, cursor=cursor, limit=limit
+    )
+    device_service.touch_pull(session, device)
+    return Response(envelope, media_type=OCTETS)

@@ -1,0 +1,411 @@
+"""Pushed batches: check, merge, acknowledge. Shared by the HTTP route and ``import-batches``.
+
+Checks run cheapest first and touch the database as late as possible: size, framing, version,
+suite, deployment, device, signature, stored receipt, seq, recipient key, decryption, bounded
+decompression, validation. Only then does one write transaction merge the batch, advance the
+device's seq and store the receipt, so an acknowledged batch is never lost nor applied twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import orjson
+from campsync_sync import (
+    PROTOCOL_VERSION,
+    BadEnvelope,
+    BadPlaintext,
+    Batch,
+    BatchStatus,
+    EnvelopeHeader,
+    ErrorCode,
+    Receipt,
+    SealedEnvelope,
+    UnknownKey,
+    UnsupportedVersion,
+    key_id,
+    load_signing_public,
+    parse_envelope,
+    seal,
+    uuid7,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import JsonValue, ValidationError
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session, col
+
+from api import clock
+from api.audit import service as audit
+from api.config import Settings
+from api.db import write_session
+from api.devices.models import Device
+from api.devices.service import DeviceUnknown, revoked_error
+from api.errors import DomainError
+from api.registry import store
+from api.sync.keys import Keyring, KeySet
+from api.sync.merge import BatchMerger, Clamper, Prepared, parse_typed, prepare
+from api.sync.models import Batch as BatchRow
+from api.sync.models import Quarantine
+from api.types import utcnow
+
+MAX_QUARANTINED_BATCHES: Final = 1000
+"""Per revoked device: a thief cannot fill the disk by pushing forever."""
+RETRY_AFTER_SECONDS: Final = "2"
+_RETRIES: Final = 3
+_RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+class Busy(DomainError):
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def _error(code: ErrorCode, message: str, details: JsonValue = None) -> DomainError:
+    return DomainError(message, details, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    envelope: bytes
+    """The sealed receipt."""
+    receipt: Receipt
+    replayed: bool
+    """The batch was applied before: nothing was applied this time."""
+
+
+# Same batch twice at once in this process: the second is told to come back. Across
+# processes the device row lock serialises them, and the second finds the receipt.
+_in_flight: set[uuid.UUID] = set()
+_in_flight_lock = threading.Lock()
+
+
+@contextmanager
+def _claim(batch_id: uuid.UUID) -> Iterator[None]:
+    with _in_flight_lock:
+        if batch_id in _in_flight:
+            raise _error(ErrorCode.BATCH_IN_FLIGHT, "this batch is being processed: retry soon")
+        _in_flight.add(batch_id)
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(batch_id)
+
+
+def seal_for_device(
+    keys: KeySet,
+    device: Device,
+    *,
+    typ: Literal["pull", "receipt"],
+    batch: uuid.UUID,
+    seq: int,
+    plaintext: bytes,
+) -> bytes:
+    """Seal a server message to a device's exchange key, signed by the server."""
+    header = EnvelopeHeader(
+        typ=typ,
+        aud=keys.deployment_id,
+        snd="server",
+        skid=keys.signing_kid,
+        rkid=key_id(device.exchange_key),
+        batch=batch,
+        seq=seq,
+        len=0,
+    )
+    return seal(
+        plaintext,
+        header,
+        recipient_key=X25519PublicKey.from_public_bytes(device.exchange_key),
+        signing_key=keys.signing_key,
+    )
+
+
+def _receipt_envelope(keys: KeySet, device: Device, receipt: Receipt) -> bytes:
+    return seal_for_device(
+        keys,
+        device,
+        typ="receipt",
+        batch=receipt.batch_id,
+        seq=receipt.seq,
+        plaintext=receipt.model_dump_json().encode(),
+    )
+
+
+def _stored(keys: KeySet, device: Device, row: BatchRow, digest: str) -> PushResult:
+    if row.device_id != device.id or row.digest != digest:
+        raise _error(
+            ErrorCode.BATCH_MISMATCH, "this batch id was already used for a different envelope"
+        )
+    receipt = Receipt.model_validate(row.receipt)
+    return PushResult(_receipt_envelope(keys, device, receipt), receipt, replayed=True)
+
+
+def _check_seq(session: Session, device: Device, header: EnvelopeHeader) -> None:
+    expected = device.last_seq + 1
+    if header.seq > expected:
+        raise _error(
+            ErrorCode.SEQ_GAP,
+            "a batch before this one is missing: send it first",
+            {"expected_seq": expected},
+        )
+    if header.seq < expected:
+        # Another batch already holds this seq: a cloned or restored tablet.
+        audit.append(
+            session,
+            actor_type="device",
+            actor_id=str(device.id),
+            action="sync.seq_reused",
+            camp_id=device.camp_id,
+            entity="batch",
+            entity_id=header.batch,
+            details={"seq": header.seq, "expected_seq": expected},
+        )
+        session.commit()
+        raise _error(
+            ErrorCode.SEQ_REUSED,
+            "this seq was already used by another batch of this device",
+            {"expected_seq": expected},
+        )
+
+
+def _quarantine_revoked(session: Session, device: Device, batch_id: uuid.UUID, data: bytes) -> None:
+    known = session.execute(
+        select(func.count()).where(
+            col(Quarantine.device_id) == device.id, col(Quarantine.op_index).is_(None)
+        )
+    ).scalar_one()
+    duplicate = session.execute(
+        select(col(Quarantine.id)).where(
+            col(Quarantine.device_id) == device.id, col(Quarantine.batch_id) == batch_id
+        )
+    ).first()
+    if duplicate is None and known < MAX_QUARANTINED_BATCHES:
+        session.add(
+            Quarantine(
+                device_id=device.id, batch_id=batch_id, reason="device_revoked", payload=data
+            )
+        )
+        session.commit()
+
+
+def _open(keyring: Keyring, keys: KeySet, sealed: SealedEnvelope) -> bytes:
+    try:
+        key = keys.recipient(sealed.header.rkid)
+    except UnknownKey:
+        # Perhaps another process rotated keys a moment ago.
+        key = keyring.refresh().recipient(sealed.header.rkid)
+    assert key.pair is not None  # noqa: S101 - recipient() refuses destroyed keys
+    return sealed.decrypt(key.pair.private_key())
+
+
+def _parse_batch(
+    settings: Settings, plaintext: bytes, header: EnvelopeHeader, device: Device
+) -> Batch:
+    try:
+        raw = orjson.loads(plaintext)
+    except orjson.JSONDecodeError:
+        raise BadPlaintext("the batch is not JSON") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("ops"), list):
+        raise BadPlaintext("the batch has no list of operations")
+    if len(raw["ops"]) > settings.max_operations_per_batch:
+        raise _error(
+            ErrorCode.TOO_MANY_OPERATIONS,
+            "the batch holds too many operations: split it",
+            {"limit": settings.max_operations_per_batch},
+        )
+    if raw.get("protocol") != PROTOCOL_VERSION:
+        raise UnsupportedVersion("the batch's protocol version is not supported")
+    batch: Batch | None = parse_typed(plaintext)
+    if batch is None:
+        try:
+            batch = Batch.model_validate(raw)
+        except ValidationError:
+            raise BadPlaintext("the batch does not match the Batch schema") from None
+    if (batch.batch_id, batch.device_id, batch.seq) != (header.batch, device.id, header.seq):
+        raise BadPlaintext("the batch's id, device or seq differs from its envelope's")
+    return batch
+
+
+def _authenticate(session: Session, keys: KeySet, sealed: SealedEnvelope, data: bytes) -> Device:
+    try:
+        device_id = uuid.UUID(sealed.header.snd)
+    except ValueError:
+        raise DeviceUnknown("unknown device") from None
+    device = session.get(Device, device_id)
+    if device is None:
+        raise DeviceUnknown("unknown device")
+    if sealed.header.skid != device.key_id:
+        raise UnknownKey("the envelope is signed with a key this device did not enrol")
+    sealed.verify(load_signing_public(device.signing_key))
+    if device.status != "active":
+        _quarantine_revoked(session, device, sealed.header.batch, data)
+        raise revoked_error(keys, device.id)
+    return device
+
+
+class _Recheck(Exception):
+    """The device moved on while this push waited for its lock: look again."""
+
+
+def _precheck(
+    engine: Engine, keys: KeySet, sealed: SealedEnvelope, data: bytes, digest: str
+) -> Device | PushResult:
+    """Authenticate, then answer from the stored receipt or refuse the seq; else the device."""
+    with Session(engine, expire_on_commit=False) as session:
+        device = _authenticate(session, keys, sealed, data)
+        stored = session.get(BatchRow, sealed.header.batch)
+        if stored is not None:
+            return _stored(keys, device, stored, digest)
+        _check_seq(session, device, sealed.header)
+        return device
+
+
+def push_batch(
+    *,
+    engine: Engine,
+    settings: Settings,
+    keyring: Keyring,
+    batch_id: uuid.UUID,
+    data: bytes,
+) -> PushResult:
+    """Check, merge and acknowledge one sealed batch; the same batch again gets its receipt.
+
+    Raises:
+        campsync_sync.EnvelopeError, DomainError: whole-batch refusals, each with its code.
+    """
+    keys = keyring.current()
+    sealed = parse_envelope(
+        data,
+        deployment_id=keys.deployment_id,
+        max_bytes=settings.max_envelope_bytes,
+        max_plaintext=settings.max_plaintext_bytes,
+    )
+    header = sealed.header
+    if header.typ != "push":
+        raise BadEnvelope("not a push envelope")
+    if header.batch != batch_id:
+        raise BadEnvelope("the envelope's batch id differs from the one in the path")
+    digest = hashlib.sha256(data).hexdigest()
+    checked = _precheck(engine, keys, sealed, data, digest)
+    if isinstance(checked, PushResult):
+        return checked
+    device = checked
+    with _claim(batch_id):
+        batch = _parse_batch(settings, _open(keyring, keys, sealed), header, device)
+        clamper = Clamper(now=clock.now, skew_ms=settings.clock_skew_seconds * 1000)
+        prepared = prepare(batch, clamper)
+        for attempt in range(_RETRIES):
+            try:
+                return _apply(engine, settings, keys, device.id, header, batch, prepared, digest)
+            except (_Recheck, IntegrityError):
+                # A concurrent push of this batch or seq won the race: answer as it left things.
+                checked = _precheck(engine, keys, sealed, data, digest)
+                if isinstance(checked, PushResult):
+                    return checked
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate in _RETRYABLE_SQLSTATES and attempt < _RETRIES - 1:
+                    continue
+                if isinstance(exc, OperationalError):
+                    raise Busy("the database is busy: retry later") from None
+                raise
+    raise Busy("the batch could not be applied: retry later")
+
+
+def _apply(
+    engine: Engine,
+    settings: Settings,
+    keys: KeySet,
+    device_id: uuid.UUID,
+    header: EnvelopeHeader,
+    batch: Batch,
+    prepared: list[Prepared],
+    digest: str,
+) -> PushResult:
+    with write_session(engine) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            timeout = max(1, int(settings.request_timeout_seconds * 1000))
+            session.execute(text(f"SET LOCAL lock_timeout = {timeout}"))
+        device = session.execute(
+            select(Device).where(col(Device.id) == device_id).with_for_update()
+        ).scalar_one()
+        # Re-check under the lock: a concurrent push may have landed since the first look.
+        if device.status != "active":
+            raise revoked_error(keys, device.id)
+        stored = session.get(BatchRow, batch.batch_id)
+        if stored is not None:
+            return _stored(keys, device, stored, digest)
+        if header.seq != device.last_seq + 1:
+            raise _Recheck
+        now = utcnow()
+        merged = BatchMerger(session, device=device, batch=batch, prepared=prepared, now=now).run()
+        if merged.max_hlc is not None:
+            clock.receive(merged.max_hlc)
+        device.last_seq = batch.seq
+        device.last_batch_id = batch.batch_id
+        device.last_sync_at = now
+        session.add(device)
+        audit.append(
+            session,
+            actor_type="device",
+            actor_id=str(device.id),
+            action="sync.batch_applied",
+            camp_id=device.camp_id,
+            entity="batch",
+            entity_id=batch.batch_id,
+            details={"seq": batch.seq, "ops": len(batch.ops), **merged.counts},
+        )
+        commit_seq = None
+        if merged.changes:
+            # The last step: the counter row stays locked until commit (commit order).
+            commit_seq = store.allocate_commit_seq(session)
+            store.append_changes(session, commit_seq, merged.changes, now=now)
+        receipt = Receipt(
+            batch_id=batch.batch_id,
+            device_id=device.id,
+            seq=batch.seq,
+            status=BatchStatus.APPLIED,
+            next_seq=batch.seq + 1,
+            commit_seq=commit_seq,
+            server_hlc=str(clock.now()),
+            received_at=now,
+            results=merged.results,
+        )
+        session.add(
+            BatchRow(
+                id=batch.batch_id,
+                device_id=device.id,
+                seq=batch.seq,
+                digest=digest,
+                status=BatchStatus.APPLIED.value,
+                op_count=len(batch.ops),
+                backlog=batch.backlog,
+                commit_seq=commit_seq,
+                # Defaults left out: half the size, and the same Receipt when read back.
+                receipt=orjson.loads(receipt.model_dump_json(exclude_defaults=True)),
+                received_at=now,
+            )
+        )
+        session.flush()
+    return PushResult(_receipt_envelope(keys, device, receipt), receipt, replayed=False)
+
+
+def stored_receipt(*, session: Session, keys: KeySet, device: Device, batch_id: uuid.UUID) -> bytes:
+    """The receipt of one of this device's batches, sealed afresh to it."""
+    row = session.get(BatchRow, batch_id)
+    if row is None or row.device_id != device.id:
+        raise _error(ErrorCode.RECEIPT_NOT_FOUND, "no receipt for this batch")
+    return _receipt_envelope(keys, device, Receipt.model_validate(row.receipt))
+
+
+def new_message_id() -> uuid.UUID:
+    return uuid7()

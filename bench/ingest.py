@@ -1,0 +1,403 @@
+"""Ingest benchmark: sealed batches over HTTP into a real server, against the raw bulk upsert.
+
+    .venv/bin/python bench/ingest.py [--db sqlite|postgresql] [--url URL] [--records N]
+                                     [--devices K]
+
+It starts ``campsync serve`` (2 workers on PostgreSQL), enrols K simulated tablets, seals
+batches of 500 operations (households and their people, 1 to 5) before the clock starts, and
+pushes them from K threads. In the same run it writes the very rows the server stored straight
+into a fresh database of the same kind, the fastest way the driver offers (SQLite: multi-row
+INSERT ... ON CONFLICT in one transaction; PostgreSQL: COPY into a staging table and one
+INSERT ... SELECT ... ON CONFLICT). Then a fresh tablet provisions the camp from cursor 0.
+
+Figures are printed, never asserted; the last line is one JSON object. The machine's cores are
+shared by the server, the database and this process: read the ratio, not the absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from campsync_sync import Entity, PatchOp, apply_registry_op, normalize_operation  # noqa: E402
+from sqlalchemy import Engine, make_url, text  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from api.camps import service as camp_service  # noqa: E402
+from api.camps.schemas import CampCreate  # noqa: E402
+from api.db import make_engine, upgrade  # noqa: E402
+from api.registry import store  # noqa: E402
+from api.users import service as user_service  # noqa: E402
+from tests.server import free_port  # noqa: E402
+from tests.synckit import Tablet  # noqa: E402
+
+BATCH = 500
+PEOPLE_PER_HOUSEHOLD = 5
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/campsync_bench"
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def fresh_database(kind: str, url: str | None, suffix: str, workdir: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / f'campsync{suffix}.db'}"
+    base = make_url(url or DEFAULT_PG)
+    name = f"{base.database}{suffix}"
+    admin = make_engine(
+        base.set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+class Server:
+    def __init__(self, url: str, data_dir: Path, workers: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "CAMPSYNC_DATABASE_URL": url,
+            "CAMPSYNC_DATA_DIR": str(data_dir),
+            "CAMPSYNC_PUBLIC_URL": self.base,
+            "CAMPSYNC_LOG_LEVEL": "WARNING",
+        }
+        self.log = (data_dir / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from api.cli import main; main()",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError("the server did not start")
+
+    def rss_mb(self) -> float:
+        pids = [self.process.pid]
+        total = 0
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                rss = next(ln for ln in status.splitlines() if ln.startswith("VmRSS"))
+                total += int(rss.split()[1])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, StopIteration):
+                continue
+        return total / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def workload(tablets: list[Tablet], records: int) -> list[list[list[PatchOp]]]:
+    """Per device, its batches of 500 operations: households, then their people."""
+    per_device = records // len(tablets)
+    plans: list[list[list[PatchOp]]] = []
+    for tablet in tablets:
+        ops: list[PatchOp] = []
+        while len(ops) < per_device:
+            hid = uuid.uuid4()
+            ops.append(
+                tablet.household(
+                    hid,
+                    arrival_date="2026-11-20",
+                    crossing_point="Torkham",
+                    origin_country="Pakistan",
+                    shelter_status="tent_assigned",
+                    needs=["food", "shelter"],
+                )
+            )
+            for n in range(PEOPLE_PER_HOUSEHOLD):
+                ops.append(
+                    tablet.person(
+                        hid,
+                        given_name=f"Name{n}",
+                        family_name="Family",
+                        father_name="Father",
+                        date_of_birth=f"19{60 + n * 7}-0{1 + n}-1{n}",
+                        relationship_to_head="head" if n == 0 else "child",
+                        document_type="tazkira",
+                        document_number=f"T-{uuid.uuid4().hex[:10]}",
+                    )
+                )
+        ops = ops[:per_device]
+        plans.append([ops[i : i + BATCH] for i in range(0, len(ops), BATCH)])
+    return plans
+
+
+# --------------------------------------------------------------------------- raw baseline
+
+
+def raw_rows(plans: list[list[list[PatchOp]]], camp: str) -> dict[Entity, list[dict[str, Any]]]:
+    """The rows the server stores for these operations, built with the same merge rules."""
+    now = dt.datetime.now(dt.UTC)
+    rows: dict[Entity, list[dict[str, Any]]] = {Entity.HOUSEHOLD: [], Entity.PERSON: []}
+    for batches in plans:
+        for batch in batches:
+            for op in batch:
+                normal = normalize_operation(op)
+                assert isinstance(normal, PatchOp)
+                entity = Entity(normal.entity)
+                state, _ = apply_registry_op(entity, None, normal)
+                record = store.StoredRecord(camp, state)
+                rows[entity].append(store.registry_row(entity, normal.id, record, now=now))
+    return rows
+
+
+def raw_upsert(engine: Engine, rows: dict[Entity, list[dict[str, Any]]]) -> float:
+    """Seconds to upsert the rows the fastest way this driver offers."""
+    started = time.perf_counter()
+    if engine.dialect.name == "sqlite":
+        _raw_sqlite(engine, rows)
+    else:
+        _raw_postgres(engine, rows)
+    return time.perf_counter() - started
+
+
+def _columns(table: Any) -> list[str]:
+    return [c.name for c in table.columns]
+
+
+def _jsonish(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _raw_sqlite(engine: Engine, rows: dict[Entity, list[dict[str, Any]]]) -> None:
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        for entity, entity_rows in rows.items():
+            table = store.REGISTRY_TABLES[entity]
+            names = _columns(table)
+            updates = ", ".join(f"{n}=excluded.{n}" for n in names if n != "id")
+            chunk = max(1, 30000 // len(names))
+            for i in range(0, len(entity_rows), chunk):
+                part = entity_rows[i : i + chunk]
+                values = ", ".join(["(" + ", ".join("?" * len(names)) + ")"] * len(part))
+                sql = (
+                    f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {values} "  # noqa: S608
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}"
+                )
+                cursor.execute(sql, [_jsonish(r[n]) for r in part for n in names])
+        cursor.execute("COMMIT")
+    finally:
+        raw.close()
+
+
+def _raw_postgres(engine: Engine, rows: dict[Entity, list[dict[str, Any]]]) -> None:
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        with conn.cursor() as cursor:
+            for entity, entity_rows in rows.items():
+                table = store.REGISTRY_TABLES[entity]
+                names = _columns(table)
+                cursor.execute(
+                    f"CREATE TEMP TABLE staging_{table.name} (LIKE {table.name}) ON COMMIT DROP"
+                )
+                with cursor.copy(
+                    f"COPY staging_{table.name} ({', '.join(names)}) FROM STDIN"
+                ) as copy:
+                    for row in entity_rows:
+                        copy.write_row([_pg(row[n]) for n in names])
+                updates = ", ".join(f"{n}=EXCLUDED.{n}" for n in names if n != "id")
+                cursor.execute(
+                    f"INSERT INTO {table.name} SELECT * FROM staging_{table.name} "  # noqa: S608
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}"
+                )
+        conn.commit()
+    finally:
+        raw.close()
+
+
+def _pg(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+# --------------------------------------------------------------------------- run
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--url", help=f"PostgreSQL base URL (default {DEFAULT_PG})")
+    parser.add_argument("--records", type=int, default=60_000)
+    parser.add_argument("--devices", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=None, help="default: 2 on PostgreSQL")
+    args = parser.parse_args()
+    workers = args.workers or (2 if args.db == "postgresql" else 1)
+    workdir = Path(tempfile.mkdtemp(prefix="campsync-bench-"))
+    url = fresh_database(args.db, args.url, "", workdir)
+    raw_url = fresh_database(args.db, args.url, "_raw", workdir)
+    camp = "bench-camp"
+    for target in (url, raw_url):
+        engine = make_engine(target)
+        upgrade(engine)
+        with Session(engine) as session:
+            camp_service.create_camp(
+                session=session, data=CampCreate(id=camp, name="Bench"), actor="bench"
+            )
+        engine.dispose()
+    engine = make_engine(url)
+    with Session(engine) as session:
+        _, admin = user_service.create_user(session=session, username="bench", role="admin")
+
+    server = Server(url, workdir, workers)
+    rss_peak = 0.0
+    try:
+        clients = [httpx.Client(base_url=server.base, timeout=120) for _ in range(args.devices + 1)]
+        tablets = []
+        for http in clients:
+            code = http.post(
+                f"/v1/camps/{camp}/enrollment-codes", headers={"Authorization": f"Bearer {admin}"}
+            ).json()["code"]
+            tablet = Tablet(http)
+            tablet.enroll(code)
+            tablets.append(tablet)
+        pushers, puller = tablets[:-1], tablets[-1]
+        plans = workload(pushers, args.records)
+        sealed = [
+            [t.seal_batch(batch) for batch in plan] for t, plan in zip(pushers, plans, strict=True)
+        ]
+        total = sum(len(b) for plan in plans for b in plan)
+        latencies: list[float] = []
+        failures: list[str] = []
+        outcomes: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def push(tablet: Tablet, batches: list[tuple[uuid.UUID, bytes]]) -> None:
+            for batch_id, data in batches:
+                started = time.perf_counter()
+                response = tablet.put(batch_id, data)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text[:100]}")
+                        continue
+                    for result in tablet.receipt(response.content).results:
+                        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+
+        print(
+            f"campsync ingest benchmark: {args.db}, {workers} worker(s), {args.devices} devices, "
+            f"{total} records in batches of {BATCH} (machine shared with the database)"
+        )
+        threads = [
+            threading.Thread(target=push, args=(t, s)) for t, s in zip(pushers, sealed, strict=True)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            rss_peak = max(rss_peak, server.rss_mb())
+            time.sleep(0.2)
+        push_seconds = time.perf_counter() - started
+        if failures:
+            print(f"  {len(failures)} batches failed, e.g. {failures[0]}")
+        records_per_s = total / push_seconds
+
+        people = sum(1 for plan in plans for b in plan for op in b if op.entity == "person")
+        started = time.perf_counter()
+        rows, _, pages = puller.pull_all(0, limit=500)
+        pull_seconds = time.perf_counter() - started
+        rss_peak = max(rss_peak, server.rss_mb())
+    finally:
+        server.stop()
+
+    raw_engine = make_engine(raw_url)
+    seconds = raw_upsert(raw_engine, raw_rows(plans, camp))
+    raw_engine.dispose()
+    engine.dispose()
+    raw_per_s = total / seconds
+    ms = [x * 1000 for x in latencies]
+    p50, p99 = statistics.median(ms), percentile(ms, 0.99)
+    print(
+        f"  push over HTTP:   {records_per_s:9,.0f} records/s  "
+        f"({push_seconds:.1f} s, outcomes {outcomes})"
+    )
+    print(f"  raw bulk upsert:  {raw_per_s:9,.0f} records/s  ({seconds:.1f} s)")
+    print(f"  ratio:            {records_per_s / raw_per_s:9.2f}")
+    print(f"  batch latency:    p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(f"  server RSS peak:  {rss_peak:.0f} MB (all worker processes)")
+    print(
+        f"  provisioning pull: {len(rows) / pull_seconds:8,.0f} records/s  ({len(rows)} records, "
+        f"{people} people, {pages} pages, {pull_seconds:.1f} s)"
+    )
+    print(
+        json.dumps(
+            {
+                "db": args.db,
+                "workers": workers,
+                "devices": args.devices,
+                "records": total,
+                "records_per_s": round(records_per_s),
+                "raw_records_per_s": round(raw_per_s),
+                "ratio": round(records_per_s / raw_per_s, 3),
+                "p50_ms": round(p50, 1),
+                "p99_ms": round(p99, 1),
+                "server_rss_mb": round(rss_peak, 1),
+                "pull_records_per_s": round(len(rows) / pull_seconds),
+                "failed_batches": len(failures),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
