@@ -1,9 +1,10 @@
-"""Households and persons for coordinators: filtered lists, name search, detail, history.
+"""Households and persons for coordinators: filtered lists and name search.
 
 Lists are keyset-paginated in id order (UUIDv7: registration order) over the ``(camp_id, id)``
 indexes; a name search ranks its matches instead (see :mod:`api.households.search`). Every call
 that can show personal data to a caller allowed to read it is written to the audit log with the
-ids it returned, in the same transaction: no audit entry, no data.
+ids it returned, before the answer leaves: no audit entry, no data. Details are in
+:mod:`api.households.detail`, versions in :mod:`api.households.history`.
 """
 
 from __future__ import annotations
@@ -11,24 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from campsync_sync import Entity
-from sqlalchemy import ColumnElement, Table, and_, case, false, or_, select
+from sqlalchemy import ColumnElement, Table, and_, false, or_, select
 from sqlmodel import Session
 
 from api.audit import service as audit
 from api.camps.scope import camps_to_read, in_camps
-from api.conflicts import service as conflict_service
 from api.errors import Forbidden, NotFound
-from api.events import service as event_service
-from api.flags import service as flag_service
 from api.households import search
 from api.households.schemas import (
-    HouseholdDetail,
     HouseholdFilters,
     HouseholdPublic,
-    PersonDetail,
     PersonFilters,
     PersonPublic,
 )
@@ -44,8 +40,6 @@ from api.pagination import Page, decode_cursor, page_of
 from api.principal import Principal
 from api.schemas import clamp_date, clamp_datetime
 from api.sql import contains_all
-
-MAX_MEMBERS: Final = 100
 
 
 def _dialect(session: Session) -> str:
@@ -99,10 +93,9 @@ def list_households(
     _require_search_right(principal, filters.q)
     conditions = household_conditions(session, principal, filters)
     if filters.q is not None:
+        camps = camps_to_read(session, principal, filters.camp)
         people = search.find_people(
-            session,
-            filters.q,
-            [in_camps(PERSON.c.camp_id, principal.camps), PERSON.c.is_deleted == false()],
+            session, filters.q, [in_camps(PERSON.c.camp_id, camps), PERSON.c.is_deleted == false()]
         )
         scores = search.best_by_household(people)
         matching = session.execute(
@@ -127,9 +120,8 @@ def list_households(
             .order_by(HOUSEHOLD.c.id)
             .limit(filters.limit + 1)
         ).mappings()
-        rows_in_order = list(result)
         page = page_of(
-            [household_view(principal, r) for r in rows_in_order],
+            [household_view(principal, r) for r in result],
             filters.limit,
             "households",
             lambda h: (h.id,),
@@ -219,7 +211,7 @@ def _audit_list(
     session.commit()
 
 
-def _load(
+def load_row(
     session: Session,
     principal: Principal,
     table: Table,
@@ -234,93 +226,12 @@ def _load(
     return row
 
 
-def get_household(
-    *, session: Session, principal: Principal, household_id: uuid.UUID, today: dt.date
-) -> HouseholdDetail:
-    """A household with its members, latest services and referrals, open conflicts and flags."""
-    row = _load(session, principal, HOUSEHOLD, HOUSEHOLD_COLUMNS, "household", household_id)
-    members = list(
-        session.execute(
-            select(*PERSON_COLUMNS)
-            .where(
-                PERSON.c.household_id == household_id,
-                PERSON.c.is_deleted == false(),
-                in_camps(PERSON.c.camp_id, principal.camps),
-            )
-            .order_by(case((PERSON.c.relationship_to_head == "head", 0), else_=1), PERSON.c.id)
-            .limit(MAX_MEMBERS)
-        ).mappings()
-    )
-    member_ids = [m["id"] for m in members]
-    camps = principal.camps
-    detail = HouseholdDetail(
-        **household_view(principal, row).model_dump(),
-        members=[person_view(principal, m, today) for m in members],
-        services=event_service.recent_services(session, camps, household_id=household_id),
-        referrals=event_service.recent_referrals(session, camps, household_id=household_id),
-        conflicts=conflict_service.open_conflicts_on(session, [household_id, *member_ids]),
-        flags=flag_service.open_flags_about(session, household_id=household_id),
-    )
-    _audit_read(
-        session,
-        principal,
-        "household.read",
-        row["camp_id"],
-        "household",
-        household_id,
-        {"members": member_ids},
-    )
-    return detail
-
-
-def get_person(
-    *, session: Session, principal: Principal, person_id: uuid.UUID, today: dt.date
-) -> PersonDetail:
-    """A person with their latest services and referrals, open conflicts and flags."""
-    row = _load(session, principal, PERSON, PERSON_COLUMNS, "person", person_id)
-    camps = principal.camps
-    detail = PersonDetail(
-        **person_view(principal, row, today).model_dump(),
-        services=event_service.recent_services(
-            session, camps, household_id=row["household_id"], person_id=person_id
-        ),
-        referrals=event_service.recent_referrals(
-            session, camps, household_id=row["household_id"], person_id=person_id
-        ),
-        conflicts=conflict_service.open_conflicts_on(session, [person_id]),
-        flags=flag_service.open_flags_about(session, entity_id=person_id),
-    )
-    _audit_read(session, principal, "person.read", row["camp_id"], "person", person_id, {})
-    return detail
-
-
-def _audit_read(
-    session: Session,
-    principal: Principal,
-    action: str,
-    camp_id: str,
-    entity: str,
-    entity_id: uuid.UUID,
-    details: dict[str, Any],
-) -> None:
-    if not principal.reads_pii:
-        return
-    audit.record(
-        session,
-        principal,
-        action,
-        camp_id=camp_id,
-        entity=entity,
-        entity_id=entity_id,
-        details=details,
-    )
-    session.commit()
-
-
 def require_record(
     *, session: Session, principal: Principal, entity: Entity, record_id: uuid.UUID
 ) -> str:
     """The record's camp, after checking the caller may see it (404 otherwise)."""
     table = HOUSEHOLD if entity is Entity.HOUSEHOLD else PERSON
-    row = _load(session, principal, table, (table.c.id, table.c.camp_id), entity.value, record_id)
+    row = load_row(
+        session, principal, table, (table.c.id, table.c.camp_id), entity.value, record_id
+    )
     return str(row["camp_id"])

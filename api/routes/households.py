@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.auth import AnyUser
 from api.deps import WriteSessionDep
-from api.households import history, service
+from api.households import detail, history, service
 from api.households.schemas import (
     HistoryFilters,
     HistoryList,
@@ -49,7 +49,7 @@ def get_household(
 
     A household of a camp outside your scope answers 404, like one that does not exist.
     """
-    return service.get_household(
+    return detail.get_household(
         session=session, principal=principal, household_id=household_id, today=utcnow().date()
     )
 
@@ -96,7 +96,7 @@ def list_persons(
 @persons.get("/{person_id}", summary="Get a person", responses=ERRORS_READ)
 def get_person(person_id: uuid.UUID, session: WriteSessionDep, principal: AnyUser) -> PersonDetail:
     """The person's fields, latest services and referrals, open conflicts and flags."""
-    return service.get_person(
+    return detail.get_person(
         session=session, principal=principal, person_id=person_id, today=utcnow().date()
     )
 
