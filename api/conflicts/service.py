@@ -1,23 +1,8 @@
-"""Conflicts: clashes the merge kept for a coordinator, listed, shown and resolved.
+"""Conflicts: clashes the merge kept for a coordinator, listed and shown with both sides.
 
-A resolution is a new write stamped with a fresh server clock (``commit_server_edit``), merged
-by the same rules as a tablet's and logged under a new commit sequence number, so every tablet
-receives it on its next pull. What each choice does:
-
-================  ============================  ===========================  ==================
-kind              ``current``                   ``incoming``                 ``value``
-================  ============================  ===========================  ==================
-field             write the server's value      write the tablet's value     write the value
-delete            restore the record (the       keep the delete (no write)   refused (422)
-                  concurrent edits survive)
-edit_on_deleted   keep the delete (no write)    restore the record and       refused (422)
-                                                rewrite the edit's values
-================  ============================  ===========================  ==================
-
-"Current" is always what the server held when the clash arrived and "incoming" what the tablet
-sent; the merge had already applied the winner, so a resolution that keeps a delete changes no
-record. A field resolution rewrites the chosen value even when it already won, so that the
-decision has its own clock and history entry. A resolved conflict cannot be resolved again.
+Lists hold no values (no personal data); a detail holds both sides, their clocks, devices and
+operators, and is audited for callers who read personal data. Resolutions are in
+:mod:`api.conflicts.resolve`.
 """
 
 from __future__ import annotations
@@ -27,8 +12,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from campsync_sync import HLC, Entity, ErrorCode, FieldError, Rejected, validate_field
-from sqlalchemy import Table, and_, or_, select, update
+from campsync_sync import HLC, Entity
+from sqlalchemy import Table, and_, or_, select
 from sqlmodel import Session
 
 from api.audit import service as audit
@@ -37,23 +22,18 @@ from api.conflicts.schemas import (
     ConflictDetail,
     ConflictFilters,
     ConflictResolution,
-    ConflictResolve,
     ConflictSide,
     ConflictSummary,
-    EnterValue,
 )
-from api.errors import ConflictError, InvalidInput, NotFound
+from api.errors import NotFound
 from api.pagination import Page, decode_cursor, page_of
 from api.principal import Principal
 from api.redaction import redact_value
 from api.registry import store
-from api.registry.models import ChangeLog, Conflict, Household
-from api.registry.writes import commit_server_edit
-from api.types import utcnow
+from api.registry.models import ChangeLog, Conflict
 
 CONFLICT: Final[Table] = Conflict.__table__  # type: ignore[attr-defined]
 CHANGE_LOG: Final[Table] = ChangeLog.__table__  # type: ignore[attr-defined]
-HOUSEHOLD: Final[Table] = Household.__table__  # type: ignore[attr-defined]
 OPEN_LIMIT: Final = 100
 _SUMMARY: Final = tuple(
     CONFLICT.c[n]
@@ -123,7 +103,7 @@ def open_conflicts_on(session: Session, entity_ids: Sequence[uuid.UUID]) -> list
     return [summary_view(r) for r in rows]
 
 
-def _load(session: Session, principal: Principal, conflict_id: uuid.UUID) -> Mapping[Any, Any]:
+def load_row(session: Session, principal: Principal, conflict_id: uuid.UUID) -> Mapping[Any, Any]:
     row = session.execute(select(CONFLICT).where(CONFLICT.c.id == conflict_id)).mappings().first()
     if row is None:
         raise NotFound("conflict not found")
@@ -152,7 +132,7 @@ def _writer(
     return (row[0], row[1]) if row is not None else (None, None)
 
 
-def _fields_of(row: Mapping[Any, Any]) -> list[str]:
+def fields_of(row: Mapping[Any, Any]) -> list[str]:
     return [row["field"]] if row["field"] else list(row["fields"] or [])
 
 
@@ -161,7 +141,7 @@ def _record_now(session: Session, row: Mapping[Any, Any]) -> dict[str, Any]:
     loaded = store.load_registry(session, entity, [row["entity_id"]]).get(row["entity_id"])
     if loaded is None:
         return {"deleted": True}
-    values = {f: loaded.state.values.get(f) for f in _fields_of(row)}
+    values = {f: loaded.state.values.get(f) for f in fields_of(row)}
     return {"deleted": loaded.state.is_deleted, **values}
 
 
@@ -169,8 +149,8 @@ def get_conflict(
     *, session: Session, principal: Principal, conflict_id: uuid.UUID
 ) -> ConflictDetail:
     """Both values, their clocks, devices and operators, and the record's value today."""
-    row = _load(session, principal, conflict_id)
-    detail = _detail(session, principal, row)
+    row = load_row(session, principal, conflict_id)
+    detail = detail_of(session, principal, row)
     if principal.reads_pii:
         audit.record(
             session,
@@ -185,8 +165,8 @@ def get_conflict(
     return detail
 
 
-def _detail(session: Session, principal: Principal, row: Mapping[Any, Any]) -> ConflictDetail:
-    entity, fields = Entity(row["entity"]), _fields_of(row)
+def detail_of(session: Session, principal: Principal, row: Mapping[Any, Any]) -> ConflictDetail:
+    entity, fields = Entity(row["entity"]), fields_of(row)
     current_device, current_operator = _writer(session, row["entity_id"], row["current_hlc"])
     current_value, hide_current = redact_value(principal, entity, fields, row["current_value"])
     incoming_value, hide_incoming = redact_value(principal, entity, fields, row["incoming_value"])
@@ -228,111 +208,3 @@ def _detail(session: Session, principal: Principal, row: Mapping[Any, Any]) -> C
         else None,
         redacted=redacted,
     )
-
-
-def _planned_write(row: Mapping[Any, Any], data: ConflictResolve) -> tuple[dict[str, Any], bool]:
-    """The fields to write and whether to restore the record, for a choice on a conflict."""
-    kind, choice = row["kind"], data.choice
-    if kind == "field":
-        if isinstance(data, EnterValue):
-            return {row["field"]: data.value}, False
-        side = "current_value" if choice == "current" else "incoming_value"
-        return {row["field"]: row[side]}, False
-    if choice == "value":
-        raise InvalidInput(
-            "a delete conflict is resolved by keeping the record or the delete: "
-            "choose current or incoming",
-            {"kind": kind},
-        )
-    keeps_record = (kind == "delete") == (choice == "current")
-    if not keeps_record:
-        return {}, False
-    edit = row["incoming_value"] if kind == "edit_on_deleted" else {}
-    return dict(edit or {}), True
-
-
-def _check_values(
-    session: Session, principal: Principal, entity: Entity, fields: Mapping[Any, Any]
-) -> None:
-    for name, value in fields.items():
-        try:
-            validate_field(entity, name, value)
-        except FieldError as exc:
-            raise InvalidInput(
-                "the value is not valid for this field", {"field": name, "reason": exc.reason}
-            ) from None
-        # Moving a person may only name a household the caller can see.
-        if name == "household_id" and value is not None:
-            camp = session.execute(
-                select(HOUSEHOLD.c.camp_id).where(HOUSEHOLD.c.id == uuid.UUID(str(value)))
-            ).scalar_one_or_none()
-            if camp is None or not principal.sees_camp(camp):
-                raise InvalidInput(
-                    "the value is not valid for this field",
-                    {"field": name, "reason": "unknown_household"},
-                )
-
-
-def resolve_conflict(
-    *, session: Session, principal: Principal, conflict_id: uuid.UUID, data: ConflictResolve
-) -> ConflictDetail:
-    """Apply a coordinator's decision with a fresh server clock; 409 when already resolved."""
-    row = _load(session, principal, conflict_id)
-    if row["status"] != "open":
-        raise ConflictError("the conflict is already resolved", code=ErrorCode.ALREADY_RESOLVED)
-    entity = Entity(row["entity"])
-    fields, restore = _planned_write(row, data)
-    _check_values(session, principal, entity, fields)
-    # One statement decides who resolves: a concurrent resolution finds the row closed.
-    claimed = session.execute(
-        update(CONFLICT)
-        .where(CONFLICT.c.id == conflict_id, CONFLICT.c.status == "open")
-        .values(status="resolved", resolved_at=utcnow(), resolved_by=principal.user_id)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
-        raise ConflictError("the conflict is already resolved", code=ErrorCode.ALREADY_RESOLVED)
-    if fields or restore:
-        # Lock order everywhere: registry rows, then the audit chain, then the commit counter.
-        store.load_registry(session, entity, [row["entity_id"]], lock=True)
-    audit.record(
-        session,
-        principal,
-        "conflict.resolve",
-        camp_id=row["camp_id"],
-        entity="conflict",
-        entity_id=conflict_id,
-        details={
-            "choice": data.choice,
-            "kind": row["kind"],
-            "entity": row["entity"],
-            "entity_id": row["entity_id"],
-            "fields": sorted(fields),
-            "restore": restore,
-        },
-    )
-    resolution: dict[str, Any] = {"choice": data.choice, "commit_seq": None, "hlc": None}
-    if fields or restore:
-        try:
-            write = commit_server_edit(
-                session=session,
-                entity=entity,
-                entity_id=row["entity_id"],
-                fields=fields,
-                actor=principal.actor,
-                restore=restore,
-            )
-        except Rejected as exc:
-            session.rollback()
-            raise ConflictError(
-                "the record can no longer be written", {"reason": str(exc.reason)}
-            ) from None
-        except NotFound:
-            session.rollback()
-            raise
-        resolution.update(commit_seq=write.seq, hlc=write.hlc)
-    session.execute(
-        update(CONFLICT).where(CONFLICT.c.id == conflict_id).values(resolution=resolution)
-    )
-    session.commit()
-    return _detail(session, principal, _load(session, principal, conflict_id))

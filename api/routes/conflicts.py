@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from api.auth import AnyUser, Staff
-from api.conflicts import service
+from api.conflicts import resolve, service
 from api.conflicts.schemas import ConflictDetail, ConflictFilters, ConflictList, ConflictResolve
 from api.deps import SessionDep, WriteSessionDep
 from api.routes.common import ERRORS_LIST, ERRORS_READ, ERRORS_WRITE
@@ -52,6 +52,6 @@ def resolve_conflict(
     `edit_on_deleted`, `current` keeps the delete and `incoming` restores the record with the edit.
     A second resolution answers 409 `already_resolved`.
     """
-    return service.resolve_conflict(
+    return resolve.resolve_conflict(
         session=session, principal=principal, conflict_id=conflict_id, data=data
     )

@@ -319,7 +319,7 @@ def test_another_camps_conflict_is_404(client: TestClient, db: Engine, camp: str
 def test_concurrent_resolutions_apply_exactly_once(db: Engine, camp: str) -> None:
     import threading
 
-    from api.conflicts import service
+    from api.conflicts import resolve as service
     from api.conflicts.schemas import EnterValue
     from api.db import IMMEDIATE
     from api.errors import ConflictError
