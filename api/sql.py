@@ -9,22 +9,41 @@ containment operator ``@>`` that a GIN index serves and unnested with
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, bindparam, cast, exists, func, select, true
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Date, String
 
 
 def contains_all(dialect: str, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """``column`` (a JSON array of strings) holds every one of ``values``."""
+    """``column`` (a JSON array of strings) holds every one of ``values``.
+
+    On SQLite, ``json_each`` costs a table-valued call per row: a text search for the quoted
+    value (as either JSON encoder writes it) discards most rows before it runs.
+    """
     if not values:
         return true()
     if dialect == "postgresql":
         return column.op("@>")(bindparam(None, list(values), type_=JSONB))  # type: ignore[no-any-return]
     conditions = []
     for value in values:
+        # A cheap text test first (the quoted value appears in the JSON), then the exact one.
+        spellings = {json.dumps(value), json.dumps(value, ensure_ascii=False)}
+        conditions.append(or_(*(func.instr(column, text) > 0 for text in sorted(spellings))))
         each = func.json_each(column).table_valued("value")
         conditions.append(exists(select(1).select_from(each).where(each.c.value == value)))
     return and_(*conditions)

@@ -21,7 +21,9 @@ def test_search_resolve_and_pull_the_decision(client: TestClient, db: Engine) ->
     first, second = make_tablet(client, db, camp), make_tablet(client, db, camp)
     second.operator = "worker-2"
     household = first.household(needs=["food", "shelter"], arrival_date="2026-11-20")
-    head = first.person(household.id, given_name="Mohammad", family_name="Stanekzai")
+    head = first.person(
+        household.id, given_name="Mohammad", family_name="Stanekzai", family_name_local="ستانکزی"
+    )
     first.push([household, head])
     _, cursor_first, _ = first.pull_all()
     _, cursor_second, _ = second.pull_all()
@@ -45,6 +47,10 @@ def test_search_resolve_and_pull_the_decision(client: TestClient, db: Engine) ->
         "/v1/households", params={"q": "Muhamad Stanikzai"}, headers=bearer(coordinator)
     ).json()
     assert [h["id"] for h in found["items"]] == [str(household.id)]
+    by_local_script = client.get(
+        "/v1/persons", params={"q": "ستانکزی"}, headers=bearer(coordinator)
+    ).json()
+    assert [p["id"] for p in by_local_script["items"]] == [str(head.id)]
     detail = client.get(f"/v1/households/{household.id}", headers=bearer(coordinator)).json()
     assert [c["id"] for c in detail["conflicts"]] == [str(conflict_id)]
     assert [f["id"] for f in detail["flags"]] == [str(flag_id)]

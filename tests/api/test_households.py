@@ -345,3 +345,14 @@ def test_the_ranking_agrees_with_the_protocol_similarity(query: str, names: list
     from api.households.search import score
 
     assert score(query, names) == pytest.approx(similarity(query, names), abs=0.05)
+
+
+def test_local_script_names_are_found(client: TestClient, db: Engine) -> None:
+    camp = make_camp(db)
+    person = make_person(
+        db, camp, make_household(db, camp), given_name="Mohammad", given_name_local="محمد"
+    )
+    token = make_user(db, "coordinator", [camp])
+    assert _ids(client.get("/v1/persons", params={"q": "محمد"}, headers=bearer(token))) == [
+        str(person)
+    ]
