@@ -61,6 +61,12 @@ def array_elements(dialect: str, column: Any) -> FromClause:
     return func.json_each(column).table_valued("value")
 
 
+def array_not_empty(dialect: str, column: Any) -> ColumnElement[bool]:
+    """``column`` (a JSON array) has at least one element: skips rows before unnesting them."""
+    length = "jsonb_array_length" if dialect == "postgresql" else "json_array_length"
+    return getattr(func, length)(column) > 0  # type: ignore[no-any-return]
+
+
 def utc_day(dialect: str, column: Any) -> ColumnElement[Any]:
     """The UTC calendar day of a timestamp column, as ``YYYY-MM-DD`` text."""
     if dialect == "postgresql":

@@ -22,7 +22,7 @@ from api.households.ages import BANDS, UNKNOWN, age_band_sql
 from api.principal import Principal
 from api.registry.models import Conflict, Flag, Household, Person, ServiceDelivery
 from api.schemas import clamp_date
-from api.sql import array_elements, utc_day, utc_midnight
+from api.sql import array_elements, array_not_empty, utc_day, utc_midnight
 from api.stats.schemas import CampStats, DayOfServices, DeviceSummary, StatsFilters
 
 HOUSEHOLD: Final[Table] = Household.__table__  # type: ignore[attr-defined]
@@ -47,11 +47,12 @@ def _count(session: Session, table: Table, *conditions: ColumnElement[bool]) -> 
 def _element_counts(
     session: Session, table: Table, column: str, camp: str, catalogue: tuple[str, ...]
 ) -> dict[str, int]:
-    elements = array_elements(session.get_bind().dialect.name, table.c[column])
+    dialect = session.get_bind().dialect.name
+    elements = array_elements(dialect, table.c[column])
     rows = session.execute(
         select(elements.c.value, func.count())
         .select_from(table.join(elements, true()))
-        .where(*_live(table, camp))
+        .where(*_live(table, camp), array_not_empty(dialect, table.c[column]))
         .group_by(elements.c.value)
     ).all()
     counts = dict.fromkeys(catalogue, 0)
