@@ -140,8 +140,9 @@ def _use_seeded_ids(case: Any, seeded: dict[str, list[str]]) -> None:
     if pick % 2:
         return
     for name in list(case.path_parameters):
-        pool = seeded[_SEEDED_PARAMETERS[name]]
-        case.path_parameters[name] = pool[pick % len(pool)]
+        if name in _SEEDED_PARAMETERS:
+            pool = seeded[_SEEDED_PARAMETERS[name]]
+            case.path_parameters[name] = pool[pick % len(pool)]
 
 
 @schema.parametrize()
