@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from api.deps import KeyringDep, SessionDep
-from api.devices import service as device_service
+from api.devices import tokens as device_tokens
 from api.devices.models import Device
 from api.errors import Forbidden, Unauthenticated
 from api.principal import Principal, Role, Scope
@@ -142,7 +142,7 @@ class DeviceAuth:
             raise Unauthenticated(
                 "a device token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        return device_service.authenticate_device(
+        return device_tokens.authenticate_device(
             session=session, keys=keyring.current(), token=credentials.credentials
         )
 

@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.engine = app_engine
     app.state.keyring = keyring
+    app.state.push_gate = sync.PushGate(patience=min(10.0, settings.request_timeout_seconds))
     install_error_handlers(app)
     # Added innermost first: request id → body limit → unhandled errors → the app.
     app.add_middleware(UnhandledErrorMiddleware)

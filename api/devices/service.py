@@ -1,28 +1,20 @@
-"""Tablets: enrolment codes, enrolment, the device list, revocation, and device tokens.
+"""Tablets: enrolment codes, enrolment, the device list, revocation.
 
-A tablet holds no shared secret. It proves possession of its signing key at enrolment and
-whenever it asks for a token: it signs a challenge the server made. Challenges and tokens are
-stateless (HMAC with a key derived from the server's signing key), so every worker accepts
-what another issued; the device row is read on every use, so a revocation applies at once.
+A tablet holds no shared secret: it proves possession of its signing key at enrolment, and
+whenever it asks for a token (``api.devices.tokens``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import secrets
 import uuid
 
 from campsync_sync import (
     PROTOCOL_VERSION,
-    BadSignature,
-    ChallengeResponse,
-    DeviceToken,
     EnrollmentInvite,
     EnrollmentRequest,
     EnrollmentResponse,
     ErrorCode,
-    TokenRequest,
     UnknownKey,
     b64decode,
     b64encode,
@@ -32,14 +24,12 @@ from campsync_sync import (
     node_id_for,
     sign_statement,
     uuid7,
-    verify_statement,
     wipe_statement,
 )
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import JsonValue
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from api import clock
@@ -48,15 +38,12 @@ from api.camps.models import Camp
 from api.config import Settings
 from api.devices.models import Device, EnrollmentCode
 from api.devices.schemas import DevicePublic, EnrollmentCodePublic
-from api.errors import DomainError, InvalidInput, NotFound, Unauthenticated
+from api.errors import DomainError, InvalidInput, NotFound
 from api.principal import Principal, Role
 from api.security import hash_token, new_code
 from api.sync.keys import KeySet
 from api.sync.models import Batch, Quarantine
 from api.types import utcnow
-
-CHALLENGE_TTL = dt.timedelta(minutes=2)
-_TOKEN_PREFIX = "cdt1"  # noqa: S105 - a format marker, not a secret
 
 
 class DeviceRevoked(DomainError):
@@ -307,95 +294,3 @@ def revoke_device(
         )
     session.commit()
     return _public(device, 0, (0, 0), with_keys=False)
-
-
-# --------------------------------------------------------------------------- tokens
-
-
-def load_device(session: Session, device_id: uuid.UUID) -> Device:
-    device = session.get(Device, device_id)
-    if device is None:
-        raise DeviceUnknown("unknown device", headers={"WWW-Authenticate": "Bearer"})
-    return device
-
-
-def active_device(session: Session, keys: KeySet, device_id: uuid.UUID) -> Device:
-    device = load_device(session, device_id)
-    if device.status != "active":
-        raise revoked_error(keys, device.id)
-    return device
-
-
-def issue_challenge(*, session: Session, keys: KeySet, device_id: uuid.UUID) -> ChallengeResponse:
-    """A challenge for the device to sign; stateless, valid two minutes."""
-    active_device(session, keys, device_id)
-    expires = utcnow() + CHALLENGE_TTL
-    stamp = str(int(expires.timestamp()))
-    nonce = secrets.token_urlsafe(12)
-    challenge = f"{stamp}.{nonce}.{keys.mac('challenge', str(device_id), stamp, nonce)}"
-    return ChallengeResponse(challenge=challenge, expires_at=expires)
-
-
-def _fresh(stamp: str) -> bool:
-    return stamp.isdigit() and int(stamp) > utcnow().timestamp()
-
-
-def issue_token(
-    *, session: Session, keys: KeySet, settings: Settings, request: TokenRequest
-) -> DeviceToken:
-    """Exchange a signed challenge for a short-lived device token."""
-    device = active_device(session, keys, request.device_id)
-    refused = Unauthenticated("the challenge or its signature is invalid")
-    parts = request.challenge.split(".")
-    if len(parts) != 3 or not _fresh(parts[0]):
-        raise refused
-    stamp, nonce, mac = parts
-    expected = keys.mac("challenge", str(device.id), stamp, nonce)
-    if not hmac.compare_digest(mac, expected):
-        raise refused
-    statement = f"{keys.deployment_id}\0{device.id}\0{request.challenge}".encode()
-    try:
-        verify_statement(
-            load_signing_public(device.signing_key),
-            "device-token",
-            statement,
-            request.signature,
-        )
-    except BadSignature:
-        raise refused from None
-    expires = utcnow() + dt.timedelta(seconds=settings.device_token_ttl_seconds)
-    exp = str(int(expires.timestamp()))
-    token = f"{_TOKEN_PREFIX}.{device.id.hex}.{exp}.{keys.mac('token', device.id.hex, exp)}"
-    return DeviceToken(token=token, expires_at=expires)
-
-
-def authenticate_device(*, session: Session, keys: KeySet, token: str) -> Device:
-    """The device a token was issued to; revoked devices are refused with their wipe order."""
-    refused = Unauthenticated("invalid or expired device token")
-    parts = token.split(".")
-    if len(parts) != 4 or parts[0] != _TOKEN_PREFIX or not _fresh(parts[2]):
-        raise refused
-    _, device_hex, exp, mac = parts
-    if not hmac.compare_digest(mac, keys.mac("token", device_hex, exp)):
-        raise refused
-    try:
-        device_id = uuid.UUID(hex=device_hex)
-    except ValueError:
-        raise refused from None
-    return active_device(session, keys, device_id)
-
-
-def touch_pull(session: Session, device: Device) -> None:
-    """Record when a device last pulled, at most once a minute, so pulls stay reads.
-
-    Best effort: a busy database must not turn a pull into a failure.
-    """
-    now = utcnow()
-    if device.last_pull_at is not None and now - device.last_pull_at < dt.timedelta(minutes=1):
-        return
-    session.commit()  # end the pull's read snapshot: the update starts from a fresh one
-    try:
-        session.execute(update(Device).where(col(Device.id) == device.id).values(last_pull_at=now))
-        session.commit()
-    except OperationalError:
-        session.rollback()

@@ -20,12 +20,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Boolean, Date, LargeBinary, Table, Uuid
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import psycopg
 from sqlmodel import Session
 
 from api.types import UTCDateTime
 
 Converter = Callable[[Any], Any]
+_POSTGRESQL = psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 def _json_text(value: Any) -> str | None:
@@ -87,7 +88,7 @@ def _recordset_statement(
     table: Table, columns: tuple[str, ...], update: tuple[str, ...] | None
 ) -> str | None:
     """One INSERT ... SELECT over ``jsonb_to_recordset``; ``None`` if a column cannot ride JSON."""
-    dialect = postgresql.dialect()
+    dialect = _POSTGRESQL
     types = []
     for name in columns:
         kind = table.c[name].type

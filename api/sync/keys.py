@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -46,6 +47,7 @@ from api.db import write_session
 from api.sync.models import ServerKey, ServerMeta
 from api.types import utcnow
 
+log = logging.getLogger("campsync.keys")
 SIGNING = "signing"
 TRANSPORT = "transport"
 ED25519 = "ed25519"
@@ -229,6 +231,9 @@ def _read(session: Session, settings: Settings, previous: KeySet | None) -> KeyS
     else:
         raw = _read_private(settings, signing_row)
         if raw is None:
+            # Key ids and paths are not personal data; say exactly what is wrong.
+            where = "the database" if settings.key_store == "database" else _key_dir(settings)
+            log.error(f"server signing key {signing_row.kid} has no private half in {where}")
             raise RuntimeError("the server signing key's private half is missing")
         signing = Ed25519PrivateKey.from_private_bytes(raw)
     transport: dict[str, TransportKey] = {}

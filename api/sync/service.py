@@ -50,9 +50,10 @@ from api.devices.service import DeviceUnknown, revoked_error
 from api.errors import DomainError
 from api.registry import store
 from api.sync.keys import Keyring, KeySet
-from api.sync.merge import BatchMerger, Clamper, Prepared, parse_typed, prepare
+from api.sync.merge import BatchMerger
 from api.sync.models import Batch as BatchRow
 from api.sync.models import Quarantine
+from api.sync.prepare import Clamper, Prepared, parse_typed, prepare
 from api.types import utcnow
 
 MAX_QUARANTINED_BATCHES: Final = 1000
@@ -92,7 +93,11 @@ _in_flight_lock = threading.Lock()
 def _claim(batch_id: uuid.UUID) -> Iterator[None]:
     with _in_flight_lock:
         if batch_id in _in_flight:
-            raise _error(ErrorCode.BATCH_IN_FLIGHT, "this batch is being processed: retry soon")
+            raise DomainError(
+                "this batch is being processed: retry soon",
+                code=ErrorCode.BATCH_IN_FLIGHT,
+                headers={"Retry-After": "1"},
+            )
         _in_flight.add(batch_id)
     try:
         yield
@@ -149,7 +154,7 @@ def _stored(keys: KeySet, device: Device, row: BatchRow, digest: str) -> PushRes
     return PushResult(_receipt_envelope(keys, device, receipt), receipt, replayed=True)
 
 
-def _check_seq(session: Session, device: Device, header: EnvelopeHeader) -> None:
+def _check_seq(engine: Engine, device: Device, header: EnvelopeHeader) -> None:
     expected = device.last_seq + 1
     if header.seq > expected:
         raise _error(
@@ -159,17 +164,17 @@ def _check_seq(session: Session, device: Device, header: EnvelopeHeader) -> None
         )
     if header.seq < expected:
         # Another batch already holds this seq: a cloned or restored tablet.
-        audit.append(
-            session,
-            actor_type="device",
-            actor_id=str(device.id),
-            action="sync.seq_reused",
-            camp_id=device.camp_id,
-            entity="batch",
-            entity_id=header.batch,
-            details={"seq": header.seq, "expected_seq": expected},
-        )
-        session.commit()
+        with write_session(engine) as session:
+            audit.append(
+                session,
+                actor_type="device",
+                actor_id=str(device.id),
+                action="sync.seq_reused",
+                camp_id=device.camp_id,
+                entity="batch",
+                entity_id=header.batch,
+                details={"seq": header.seq, "expected_seq": expected},
+            )
         raise _error(
             ErrorCode.SEQ_REUSED,
             "this seq was already used by another batch of this device",
@@ -177,24 +182,25 @@ def _check_seq(session: Session, device: Device, header: EnvelopeHeader) -> None
         )
 
 
-def _quarantine_revoked(session: Session, device: Device, batch_id: uuid.UUID, data: bytes) -> None:
-    known = session.execute(
-        select(func.count()).where(
-            col(Quarantine.device_id) == device.id, col(Quarantine.op_index).is_(None)
-        )
-    ).scalar_one()
-    duplicate = session.execute(
-        select(col(Quarantine.id)).where(
-            col(Quarantine.device_id) == device.id, col(Quarantine.batch_id) == batch_id
-        )
-    ).first()
-    if duplicate is None and known < MAX_QUARANTINED_BATCHES:
-        session.add(
-            Quarantine(
-                device_id=device.id, batch_id=batch_id, reason="device_revoked", payload=data
+def _quarantine_revoked(engine: Engine, device: Device, batch_id: uuid.UUID, data: bytes) -> None:
+    """Keep a revoked device's batch unopened: pre-theft registrations, or forgeries."""
+    with write_session(engine) as session:
+        known = session.execute(
+            select(func.count()).where(
+                col(Quarantine.device_id) == device.id, col(Quarantine.op_index).is_(None)
             )
-        )
-        session.commit()
+        ).scalar_one()
+        duplicate = session.execute(
+            select(col(Quarantine.id)).where(
+                col(Quarantine.device_id) == device.id, col(Quarantine.batch_id) == batch_id
+            )
+        ).first()
+        if duplicate is None and known < MAX_QUARANTINED_BATCHES:
+            session.add(
+                Quarantine(
+                    device_id=device.id, batch_id=batch_id, reason="device_revoked", payload=data
+                )
+            )
 
 
 def _open(keyring: Keyring, keys: KeySet, sealed: SealedEnvelope) -> bytes:
@@ -235,7 +241,7 @@ def _parse_batch(
     return batch
 
 
-def _authenticate(session: Session, keys: KeySet, sealed: SealedEnvelope, data: bytes) -> Device:
+def _authenticate(session: Session, sealed: SealedEnvelope) -> Device:
     try:
         device_id = uuid.UUID(sealed.header.snd)
     except ValueError:
@@ -246,9 +252,6 @@ def _authenticate(session: Session, keys: KeySet, sealed: SealedEnvelope, data: 
     if sealed.header.skid != device.key_id:
         raise UnknownKey("the envelope is signed with a key this device did not enrol")
     sealed.verify(load_signing_public(device.signing_key))
-    if device.status != "active":
-        _quarantine_revoked(session, device, sealed.header.batch, data)
-        raise revoked_error(keys, device.id)
     return device
 
 
@@ -261,12 +264,16 @@ def _precheck(
 ) -> Device | PushResult:
     """Authenticate, then answer from the stored receipt or refuse the seq; else the device."""
     with Session(engine, expire_on_commit=False) as session:
-        device = _authenticate(session, keys, sealed, data)
+        device = _authenticate(session, sealed)
         stored = session.get(BatchRow, sealed.header.batch)
-        if stored is not None:
-            return _stored(keys, device, stored, digest)
-        _check_seq(session, device, sealed.header)
-        return device
+    # Reads only so far: the writes below take the write lock on their own.
+    if device.status != "active":
+        _quarantine_revoked(engine, device, sealed.header.batch, data)
+        raise revoked_error(keys, device.id)
+    if stored is not None:
+        return _stored(keys, device, stored, digest)
+    _check_seq(engine, device, sealed.header)
+    return device
 
 
 def push_batch(

@@ -243,3 +243,23 @@ def test_exchange_key_must_be_x25519(client, db: Engine) -> None:
         },
     )
     assert response.status_code == 422
+
+
+def test_repeated_token_failures_are_rate_limited(client, db: Engine) -> None:
+    tablet = make_tablet(client, db)
+    text = client.post("/v1/sync/challenge", json={"device_id": str(tablet.device_id)}).json()[
+        "challenge"
+    ]
+    body = {"device_id": str(tablet.device_id), "challenge": text, "signature": "AAAA"}
+    for _ in range(10):
+        assert client.post("/v1/sync/token", json=body).status_code == 401
+    limited = client.post("/v1/sync/token", json=body)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(limited.headers["retry-after"]) <= 900
+    # Even the right signature waits now; other devices are not affected.
+    import pytest
+
+    with pytest.raises(AssertionError):
+        tablet.token()
+    assert make_tablet(client, db, tablet.camp_id).token()

@@ -279,18 +279,14 @@ def test_server_envelopes_open_only_for_their_device(client, db: Engine, typ: st
         other.open(data, typ)
 
 
-def test_a_push_beyond_capacity_is_told_when_to_come_back(client, db: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import threading
-
-    from api.routes import sync as sync_routes
+def test_a_push_beyond_capacity_is_told_when_to_come_back(client, db: Engine) -> None:  # type: ignore[no-untyped-def]
+    from api.routes.sync import PushGate
 
     tablet = make_tablet(client, db)
-    monkeypatch.setattr(sync_routes, "_pushes", threading.BoundedSemaphore(1))
-    sync_routes._pushes.acquire()
-    try:
-        response = tablet.put(*tablet.seal_batch([tablet.household()]))
-    finally:
-        sync_routes._pushes.release()
+    client.app.state.push_gate = PushGate(slots=0, patience=0.05)
+    started = time.perf_counter()
+    response = tablet.put(*tablet.seal_batch([tablet.household()]))
+    assert time.perf_counter() - started < 1
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
     assert int(response.headers["retry-after"]) > 0

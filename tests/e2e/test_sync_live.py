@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -140,5 +141,37 @@ def test_several_workers_merge_many_devices_once_each(db: Engine, tmp_path: Path
         assert len(rows) == 32 * 50
         for http in clients:
             http.close()
+    finally:
+        server.stop()
+
+
+def test_a_body_that_trickles_in_is_cut_off_with_retry_after(db: Engine, tmp_path: Path) -> None:
+    import socket
+
+    server = LiveServer(
+        db.url.render_as_string(hide_password=False),
+        tmp_path,
+        env={"CAMPSYNC_REQUEST_TIMEOUT_SECONDS": "1"},
+    )
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                f"PUT /v1/sync/batches/{uuid7()} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b"CSYN"
+            )
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+            waited = time.monotonic() - started
+            head, _, body = answer.partition("\r\n\r\n")
+            length = int(head.lower().split("content-length: ")[1].split("\r\n")[0])
+            while len(body.encode()) < length:
+                body += sock.recv(4096).decode()
+            answer = head + "\r\n\r\n" + body
+        assert answer.startswith("HTTP/1.1 503"), answer
+        assert "retry-after: 2" in answer.lower()
+        assert '"request_timeout"' in answer
+        assert 0.8 < waited < 5
     finally:
         server.stop()
