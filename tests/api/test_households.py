@@ -356,3 +356,25 @@ def test_local_script_names_are_found(client: TestClient, db: Engine) -> None:
     assert _ids(client.get("/v1/persons", params={"q": "محمد"}, headers=bearer(token))) == [
         str(person)
     ]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"updated_since": "0.5"},
+        {"updated_since": "2026-11-20T10:00:00"},  # no offset: which time zone?
+        {"arrived_from": "0"},
+        {"limit": 501},
+        {"q": "x" * 101},
+        {"needs": "caviar"},
+        {"status": "lost"},
+        {"unknown": "1"},
+    ],
+)
+def test_filters_are_strict_and_bounded(
+    client: TestClient, db: Engine, params: dict[str, object]
+) -> None:
+    token = make_user(db, "admin")
+    response = client.get("/v1/households", params=params, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
