@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Iterable, Iterator
 
 from campsync_sync import ERROR_STATUS, ErrorBody, ErrorCode, ProtocolError
 from fastapi import FastAPI, Request
@@ -95,11 +96,22 @@ def _allowed_methods(request: Request) -> str:
     # Starlette names only the first route that matches the path; a path served by several
     # routes (GET and POST /v1/camps) allows the methods of all of them.
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _leaf_routes(request.app.router.routes):
         match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE and isinstance(route, BaseRoute):
+        if match is not Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods))
+
+
+def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    # Included routers nest their routes (in ``original_router`` in recent FastAPI).
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        inner = inner or getattr(route, "routes", None)
+        if inner:
+            yield from _leaf_routes(inner)
+        else:
+            yield route
 
 
 class UnhandledErrorMiddleware:
