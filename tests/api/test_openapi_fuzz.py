@@ -5,9 +5,10 @@ no 5xx, every status documented, every body matching its schema, negative data r
 valid data accepted, authentication never ignored. Path ids are drawn half of the time from
 seeded records, so the detail and resolve paths run their real code and not only their 404s.
 
-Two answers depend on state a schema cannot describe, and are accepted as valid outcomes of
-schema-valid input: 400 ``cursor_invalid`` (a cursor is an opaque token) and 422 for a
-resolution value the conflict's field rejects (the field is only known from the conflict).
+Two answers depend on what a schema cannot describe, and are accepted as valid outcomes of
+schema-valid input: the documented 400 of an opaque token (a cursor, an enrolment code, a signed
+challenge, a sealed envelope), and 422 for a value whose validity the schema cannot state (a
+resolution value for the conflict's field; a public key's length at enrolment).
 
 ``CAMPSYNC_FUZZ_EXAMPLES`` sets the examples per operation: 25 by default (about 20 s per
 database on the CI machine), 100 with ``CAMPSYNC_SLOW=1`` (the X1 plan's figure).
@@ -92,16 +93,23 @@ def _schema() -> Any:
             "checks": {"enabled": True},  # every built-in check
             "operations": [
                 {
-                    # A cursor is an opaque token: a schema-valid forgery answers 400.
-                    "include-method": "GET",
-                    "include-path-regex": "^/v1/",
+                    # Opaque tokens (a cursor, an enrolment code, a signed challenge, a sealed
+                    # envelope): a schema-valid forgery answers their documented 400.
+                    "include-name-regex": "^(GET /v1/|POST /v1/sync/token$|PUT /v1/sync/batches/)",
                     "checks": {
                         "positive_data_acceptance": {"expected-statuses": [*accepted, "400"]}
                     },
                 },
                 {
+                    # An enrolment code is opaque (400); a key's length is not in the schema (422).
+                    "include-name": "POST /v1/devices/enroll",
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": [*accepted, "400", "422"]}
+                    },
+                },
+                {
                     # Which values are valid depends on the conflict's field: 422 otherwise.
-                    "include-path": "/v1/conflicts/{conflict_id}/resolve",
+                    "include-name": "POST /v1/conflicts/{conflict_id}/resolve",
                     "checks": {
                         "positive_data_acceptance": {"expected-statuses": [*accepted, "422"]}
                     },
