@@ -160,7 +160,9 @@ def start_export(
     connection = engine.connect()
     try:
         if engine.dialect.name == "postgresql":
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            connection = connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         connection.begin()
         count = int(
             connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()
