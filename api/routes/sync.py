@@ -149,7 +149,14 @@ def get_receipt(
     return Response(envelope, media_type=OCTETS)
 
 
-@router.post("/challenge", summary="A challenge for a device to sign", responses=_DEVICE_ERRORS)
+_JSON_BODY: dict[int | str, dict[str, Any]] = {400: {**_E, "description": "The body is not JSON"}}
+
+
+@router.post(
+    "/challenge",
+    summary="A challenge for a device to sign",
+    responses={**_DEVICE_ERRORS, **_JSON_BODY},
+)
 def challenge(
     body: ChallengeRequest, session: SessionDep, keyring: KeyringDep
 ) -> ChallengeResponse:
@@ -159,7 +166,15 @@ def challenge(
     )
 
 
-@router.post("/token", summary="A short-lived device token", responses=_DEVICE_ERRORS)
+@router.post(
+    "/token",
+    summary="A short-lived device token",
+    responses={
+        **_DEVICE_ERRORS,
+        **_JSON_BODY,
+        429: {**_E, "description": "Too many failed exchanges: retry after Retry-After"},
+    },
+)
 def token(
     body: TokenRequest, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
 ) -> DeviceToken:
