@@ -200,8 +200,19 @@ def changes(
     keyring: KeyringDep,
     settings: SettingsDep,
     device: CurrentDevice,
-    cursor: int = Query(default=0, ge=0, le=2**62),
-    limit: int = Query(default=500, ge=1, le=100_000),
+    cursor: int = Query(
+        default=0,
+        ge=0,
+        le=2**62,
+        description="The `next_cursor` of the previous page; 0 for a fresh tablet.",
+    ),
+    limit: int = Query(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Rows wanted per page, at most CAMPSYNC_MAX_PAGE_SIZE; a commit group is "
+        "never split, so a page may differ.",
+    ),
 ) -> Response:
     """A sealed ``PullPage``: current rows and tombstones, whole commit groups only."""
     if limit > settings.max_page_size:
