@@ -103,7 +103,13 @@ class Policy:
         return principal
 
 
-PUBLIC = Policy(public=True)
+class _PublicPolicy(Policy):
+    # No bearer dependency, so the OpenAPI description does not claim these routes need a token.
+    def __call__(self) -> None:  # type: ignore[override]
+        return None
+
+
+PUBLIC: Policy = _PublicPolicy(public=True)
 """For routes anyone may call (health checks, enrolment with a one-time code, signed sync
 requests that authenticate themselves)."""
 ANY_USER = Policy(Role.ADMIN, Role.COORDINATOR, Role.INTEGRATOR)

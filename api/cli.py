@@ -198,6 +198,25 @@ def set_password(
     typer.echo(f"password set for {username}")
 
 
+@admin_app.command("verify-audit")
+def verify_audit() -> None:
+    """Check the audit log's hash chain; exit 1 naming the first bad entry.
+
+    Prints the head (newest entry and its hash) when the chain holds: keep it somewhere else,
+    and a later run that ends before that head shows entries were removed from the end.
+    """
+    from api.audit import service
+
+    report = run(service.verify)
+    if not report.ok:
+        fail(f"audit log broken at entry {report.first_bad_id}: {report.problem}")
+    if report.head_id is None:
+        typer.echo("audit log is empty")
+        return
+    typer.echo(f"audit log intact: {report.entries} entries; head entry {report.head_id}")
+    typer.echo(report.head_hash or "")
+
+
 @admin_app.command("enrollment-code")
 def enrollment_code(
     camp: Annotated[str, typer.Option(help="The camp the tablet will serve.")],

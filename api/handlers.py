@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Iterable, Iterator
 
 from campsync_sync import ERROR_STATUS, ErrorBody, ErrorCode, ProtocolError
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import JsonValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import DomainError
@@ -80,12 +82,36 @@ async def _validation(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http(_: Request, exc: Exception) -> Response:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     message = exc.detail if isinstance(exc.detail, str) else code.value.replace("_", " ")
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return error_response(code, message, status=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette names only the first route that matches the path; a path served by several
+    # routes (GET and POST /v1/camps) allows the methods of all of them.
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    # Included routers nest their routes (in ``original_router`` in recent FastAPI).
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        inner = inner or getattr(route, "routes", None)
+        if inner:
+            yield from _leaf_routes(inner)
+        else:
+            yield route
 
 
 class UnhandledErrorMiddleware:

@@ -17,10 +17,38 @@ from api.db import engine_from_settings
 from api.handlers import UnhandledErrorMiddleware, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.logs import RequestContextMiddleware, configure_logging
-from api.routes import auth, camps, devices, health, sync
+from api.routes import (
+    audit,
+    auth,
+    camps,
+    conflicts,
+    devices,
+    events,
+    exports,
+    flags,
+    health,
+    households,
+    stats,
+    sync,
+)
 from api.sync.keys import Keyring
 
-ROUTERS = (health.router, auth.router, camps.router, devices.router, sync.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    camps.router,
+    devices.router,
+    sync.router,
+    households.households,
+    households.persons,
+    conflicts.router,
+    events.services,
+    events.referrals,
+    flags.router,
+    stats.router,
+    exports.router,
+    audit.router,
+)
 """Every router of the app; the authorisation test walks them all."""
 
 _BATCHES = "/v1/sync/batches/"

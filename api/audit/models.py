@@ -17,7 +17,11 @@ class AuditLog(SQLModel, table=True):
     """
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_camp_id_id", "camp_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_camp_id_id", "camp_id", "id"),
+        # "Who read this person's record?"
+        Index("ix_audit_log_entity_id_id", "entity_id", "id"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntPK, primary_key=True))
     at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

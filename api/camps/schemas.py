@@ -6,7 +6,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 CampId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+# One line, no leading or trailing blanks: checked as sent, so that the OpenAPI limits are
+# exactly what the server accepts.
+_LINE = r"^\S(?:.*\S)?$"
+Text = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=_LINE)]
 
 
 class CampCreate(BaseModel):
@@ -14,9 +17,9 @@ class CampCreate(BaseModel):
 
     id: CampId
     name: Text
-    country: Annotated[str, StringConstraints(strip_whitespace=True, max_length=60)] | None = None
-    province: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] | None = None
-    district: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] | None = None
+    country: Annotated[str, StringConstraints(max_length=60, pattern=_LINE)] | None = None
+    province: Annotated[str, StringConstraints(max_length=80, pattern=_LINE)] | None = None
+    district: Annotated[str, StringConstraints(max_length=80, pattern=_LINE)] | None = None
 
 
 class CampPublic(BaseModel):

@@ -190,7 +190,8 @@ class Conflict(SQLModel, table=True):
     """A clash kept for review: both values, their clocks, who wrote them."""
 
     __table_args__ = (
-        Index("ix_conflict_camp_id_status", "camp_id", "status"),
+        # Review queues list a camp's open conflicts oldest first.
+        Index("ix_conflict_camp_id_status_created_at", "camp_id", "status", "created_at"),
         Index("ix_conflict_entity_id", "entity_id"),
     )
 
@@ -222,8 +223,9 @@ class Flag(SQLModel, table=True):
     """A data-quality flag: possible double distribution, clamped clock..."""
 
     __table_args__ = (
-        Index("ix_flag_camp_id_status", "camp_id", "status"),
+        Index("ix_flag_camp_id_status_created_at", "camp_id", "status", "created_at"),
         Index("ix_flag_entity_id", "entity_id"),
+        Index("ix_flag_household_id", "household_id"),
     )
 
     id: uuid.UUID = Field(primary_key=True)

@@ -16,6 +16,7 @@ from campsync_sync import (
     Entity,
     FieldWrite,
     PatchOp,
+    RestoreOp,
     apply_registry_op,
     normalize_operation,
     uuid7,
@@ -43,11 +44,14 @@ def commit_server_edit(
     fields: Mapping[str, Any],
     actor: str,
     kind: str = "resolve",
+    restore: bool = False,
 ) -> ServerWrite:
     """Write ``fields`` to a record with a fresh server clock, in the caller's transaction.
 
-    Values are validated like a tablet's (``campsync_sync.Rejected`` on a bad value). The
-    caller commits.
+    With ``restore``, the record is first restored (undeleted) with its own fresh clock, which
+    wins over the tombstone just as a tablet's explicit restore would. Everything is logged
+    under one commit sequence number. Values are validated like a tablet's
+    (``campsync_sync.Rejected`` on a bad value). The caller commits.
 
     Raises:
         NotFound: when the record does not exist.
@@ -60,26 +64,42 @@ def commit_server_edit(
     newest = record.state.max_clock()
     if newest is not None:
         clock.receive(newest)
-    stamp = str(clock.now())
-    op = PatchOp(
-        op_id=uuid7(),
-        entity=entity.value,
-        id=entity_id,
-        fields={
-            name: FieldWrite(value=value, hlc=stamp, base=record.state.clocks.get(name))
-            for name, value in fields.items()
-        },
-    )
-    normalized = normalize_operation(op)
-    assert isinstance(normalized, PatchOp)  # noqa: S101 - normalize keeps the operation's type
-    record.state, effect = apply_registry_op(entity, record.state, normalized)
-    now = utcnow()
-    store.save_registry(session, entity, [store.registry_row(entity, entity_id, record, now=now)])
-    seq = store.allocate_commit_seq(session)
-    store.append_changes(
-        session,
-        seq,
-        [
+    logged: list[store.Change] = []
+    stamp = ""
+    all_changes: dict[str, Any] = {}
+    if restore:
+        stamp = str(clock.now())
+        undelete = RestoreOp(op_id=uuid7(), entity=entity.value, id=entity_id, hlc=stamp)
+        record.state, _ = apply_registry_op(entity, record.state, undelete)
+        all_changes["restored"] = stamp
+        logged.append(
+            store.Change(
+                camp_id=record.camp_id,
+                entity=entity,
+                entity_id=entity_id,
+                kind="restore",
+                hlc=stamp,
+                op_id=undelete.op_id,
+                actor=actor,
+                changes={"restored": stamp},
+            )
+        )
+    if fields or not restore:
+        stamp = str(clock.now())
+        op = PatchOp(
+            op_id=uuid7(),
+            entity=entity.value,
+            id=entity_id,
+            fields={
+                name: FieldWrite(value=value, hlc=stamp, base=record.state.clocks.get(name))
+                for name, value in fields.items()
+            },
+        )
+        normalized = normalize_operation(op)
+        assert isinstance(normalized, PatchOp)  # noqa: S101 - normalize keeps the operation's type
+        record.state, effect = apply_registry_op(entity, record.state, normalized)
+        all_changes.update(effect.changes)
+        logged.append(
             store.Change(
                 camp_id=record.camp_id,
                 entity=entity,
@@ -90,7 +110,9 @@ def commit_server_edit(
                 actor=actor,
                 changes=effect.changes,
             )
-        ],
-        now=now,
-    )
-    return ServerWrite(seq=seq, hlc=stamp, changes=effect.changes)
+        )
+    now = utcnow()
+    store.save_registry(session, entity, [store.registry_row(entity, entity_id, record, now=now)])
+    seq = store.allocate_commit_seq(session)
+    store.append_changes(session, seq, logged, now=now)
+    return ServerWrite(seq=seq, hlc=stamp, changes=all_changes)

@@ -45,7 +45,9 @@ def _limiter(request: Request, settings: SettingsDep) -> FailureLimiter:
     summary="Exchange a username and password for a short-lived token",
     dependencies=[Public],
     responses={
+        400: {"model": ErrorBody, "description": "The body is not valid JSON"},
         401: {"model": ErrorBody, "description": "Invalid username or password"},
+        413: {"model": ErrorBody, "description": "Request body too large"},
         422: {"model": ErrorBody, "description": "Invalid body"},
         429: {"model": ErrorBody, "description": "Too many failed attempts; see Retry-After"},
     },

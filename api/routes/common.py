@@ -14,8 +14,16 @@ ERRORS_READ: dict[int | str, dict[str, Any]] = {
     404: {**_E, "description": "Not found, or outside your camps"},
     422: {**_E, "description": "Invalid parameters"},
 }
-ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
+ERRORS_BODY: dict[int | str, dict[str, Any]] = {
     **ERRORS_READ,
-    409: {**_E, "description": "Conflicts with the current state"},
+    400: {**_E, "description": "The body is not valid JSON"},
     413: {**_E, "description": "Request body too large"},
+}
+ERRORS_WRITE: dict[int | str, dict[str, Any]] = {
+    **ERRORS_BODY,
+    409: {**_E, "description": "Conflicts with the current state"},
+}
+ERRORS_LIST: dict[int | str, dict[str, Any]] = {
+    **ERRORS_READ,
+    400: {**_E, "description": "`cursor_invalid`: the cursor is not one this list issued"},
 }

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from campsync_sync import EnrollmentRequest, EnrollmentResponse, SignedManifest
 from fastapi import APIRouter, Body, Query, status
+from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import Admin, AnyUser, Public, Staff
 from api.deps import KeyringDep, SessionDep, SettingsDep, WriteSessionDep
 from api.devices import service
 from api.devices.schemas import DeviceList, DevicePublic, EnrollmentCodeCreate, EnrollmentCodePublic
 from api.routes.common import ERRORS_READ, ERRORS_WRITE
+from api.schemas import CampFilter
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 
@@ -69,7 +72,12 @@ def keys(keyring: KeyringDep) -> SignedManifest:
 def list_devices(
     session: SessionDep,
     principal: AnyUser,
-    camp: str | None = Query(default=None, max_length=40),
+    camp: Annotated[
+        CampFilter | SkipJsonSchema[None],
+        Query(
+            description="Only the devices of this camp (a camp id); default: every camp you see."
+        ),
+    ] = None,
 ) -> DeviceList:
     """Admins, or staff of the camp. Integrators see no key material."""
     return DeviceList(

@@ -149,7 +149,14 @@ def get_receipt(
     return Response(envelope, media_type=OCTETS)
 
 
-@router.post("/challenge", summary="A challenge for a device to sign", responses=_DEVICE_ERRORS)
+_JSON_BODY: dict[int | str, dict[str, Any]] = {400: {**_E, "description": "The body is not JSON"}}
+
+
+@router.post(
+    "/challenge",
+    summary="A challenge for a device to sign",
+    responses={**_DEVICE_ERRORS, **_JSON_BODY},
+)
 def challenge(
     body: ChallengeRequest, session: SessionDep, keyring: KeyringDep
 ) -> ChallengeResponse:
@@ -159,7 +166,15 @@ def challenge(
     )
 
 
-@router.post("/token", summary="A short-lived device token", responses=_DEVICE_ERRORS)
+@router.post(
+    "/token",
+    summary="A short-lived device token",
+    responses={
+        **_DEVICE_ERRORS,
+        **_JSON_BODY,
+        429: {**_E, "description": "Too many failed exchanges: retry after Retry-After"},
+    },
+)
 def token(
     body: TokenRequest, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
 ) -> DeviceToken:
@@ -185,8 +200,19 @@ def changes(
     keyring: KeyringDep,
     settings: SettingsDep,
     device: CurrentDevice,
-    cursor: int = Query(default=0, ge=0, le=2**62),
-    limit: int = Query(default=500, ge=1, le=100_000),
+    cursor: int = Query(
+        default=0,
+        ge=0,
+        le=2**62,
+        description="The `next_cursor` of the previous page; 0 for a fresh tablet.",
+    ),
+    limit: int = Query(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Rows wanted per page, at most CAMPSYNC_MAX_PAGE_SIZE; a commit group is "
+        "never split, so a page may differ.",
+    ),
 ) -> Response:
     """A sealed ``PullPage``: current rows and tombstones, whole commit groups only."""
     if limit > settings.max_page_size:

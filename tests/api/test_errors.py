@@ -106,3 +106,10 @@ def test_json_log_formatter_drops_unknown_extras_and_arguments() -> None:
     line = JSONFormatter().format(record)
     assert "Canary" not in line
     assert '"batch_id": "b-1"' in line
+
+
+def test_405_names_every_method_of_the_path(client: TestClient) -> None:
+    response = client.request("OPTIONS", "/v1/camps")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
+    _assert_error_body(response, "method_not_allowed")

@@ -253,6 +253,24 @@ def test_a_delete_wins_over_concurrent_edits_which_are_kept_in_a_conflict() -> N
     assert conflict.id == uuid.uuid5(CONFLICT_NAMESPACE, f"{op.op_id}:delete")
 
 
+def test_a_delete_based_on_everything_seen_applies_even_with_set_elements() -> None:
+    state = created(given_name="Ahmad")
+    state, _ = apply(state, patch(sets={"vulnerabilities": [("disability", True, h(16, B))]}))
+    assert state.seen() == {"given_name": h(10), "vulnerabilities:disability": h(16, B)}
+    op = DeleteOp(
+        op_id=uuid.uuid4(),
+        entity="person",
+        id=RID,
+        hlc=h(20, B),
+        reason="duplicate",
+        base=state.seen(),
+    )
+    assert apply(state, op)[1].outcome is Outcome.APPLIED
+    scalars_only = op.model_copy(update={"base": dict(state.clocks), "op_id": uuid.uuid4()})
+    state_b, _ = apply(state, patch(sets={"vulnerabilities": [("disability", False, h(17))]}))
+    assert apply(state_b, scalars_only)[1].outcome is Outcome.CONFLICT
+
+
 def test_a_delete_does_not_conflict_with_the_deleting_devices_own_edits() -> None:
     state = created(given_name="Ahmad")
     op = DeleteOp(op_id=uuid.uuid4(), entity="person", id=RID, hlc=h(20), reason="duplicate")

@@ -50,6 +50,12 @@ def test_keys_of_several_names() -> None:
     assert name_key("Xan") == "ksn"
 
 
+def test_marks_stay_with_their_word() -> None:
+    # Vowel marks are not separators: the marked and unmarked spellings share one key.
+    assert name_keys(["مُحَمَّد"]) == name_keys(["محمد"]) == ["محمد"]
+    assert name_keys(["Zoë  Ahmad__Khan"]) == ["z", "amd", "kn"]
+
+
 def test_fold_removes_case_accents_and_marks() -> None:
     assert fold("ÁHMAD") == "ahmad"
     assert fold("مُحَمَّد") == "محمد"

@@ -137,6 +137,18 @@ class RecordState:
         present = [s for s in stamps if s is not None]
         return max(present) if present else None
 
+    def seen(self) -> dict[str, str]:
+        """The clocks a tablet sends as a delete's ``base``: every field and set element.
+
+        Set elements are keyed ``"field:element"``; anything the server holds with another
+        clock was edited concurrently and is kept in a conflict record.
+        """
+        seen = dict(self.clocks)
+        for name, elements in self.sets.items():
+            for element, (_, hlc) in elements.items():
+                seen[f"{name}:{element}"] = hlc
+        return seen
+
 
 _EMPTY: Final = RecordState()
 """The state of a record nobody has written; never changed."""

@@ -23,7 +23,7 @@ __all__ = ["fold", "name_key", "name_keys", "similarity"]
 _VOWELS = frozenset("aeiouy")
 _DIGRAPHS = (("ph", "f"), ("gh", "g"), ("kh", "k"), ("th", "t"), ("dh", "d"), ("ck", "k"))
 _LETTERS = {"q": "k", "w": "v", "c": "k", "x": "ks", "j": "j"}
-_SPLIT = re.compile(r"[^\w]+|_")
+_WORD = re.compile(r"[^\W_]")
 # Arabic and Persian keyboards type different code points for the same Dari or Pashto letter
 # (Arabic yeh and kaf against Persian yeh and keheh); tatweel only stretches a word.
 _LOCAL = str.maketrans(
@@ -76,11 +76,30 @@ def name_key(word: str) -> str:
     return letters.translate(_LOCAL)
 
 
+def _parts(text: str | None) -> list[str]:
+    """Split a name into parts: runs of letters, digits and the marks that sit on them.
+
+    Vowel marks (harakat) and accents belong to their word; splitting at them would cut
+    ``مُحَمَّد`` into single letters.
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    for ch in text or "":
+        if _WORD.match(ch) or unicodedata.category(ch).startswith("M"):
+            current.append(ch)
+        elif current:
+            parts.append("".join(current))
+            current = []
+    if current:
+        parts.append("".join(current))
+    return parts
+
+
 def name_keys(names: Iterable[str | None]) -> list[str]:
     """Distinct keys of every part of every name given, in first-seen order."""
     keys: list[str] = []
     for name in names:
-        for part in _SPLIT.split(name or ""):
+        for part in _parts(name):
             key = name_key(part)
             if key and key not in keys:
                 keys.append(key)
@@ -93,8 +112,8 @@ def similarity(query: str, names: Iterable[str | None]) -> float:
     Each query part is scored against its best-matching name part, on both the folded
     spelling and the key, and the scores are averaged.
     """
-    parts = [(fold(p), name_key(p)) for n in names for p in _SPLIT.split(n or "") if p]
-    query_parts = [(fold(p), name_key(p)) for p in _SPLIT.split(query) if p]
+    parts = [(fold(p), name_key(p)) for n in names for p in _parts(n)]
+    query_parts = [(fold(p), name_key(p)) for p in _parts(query)]
     if not parts or not query_parts:
         return 0.0
     total = 0.0

@@ -1,0 +1,106 @@
+"""Cursor pagination shared by every list: opaque cursors over a stable sort key.
+
+A list is ordered by a unique key (an id, or a timestamp then an id) and a page ends with the
+key of its last item. The cursor is that key, tagged with the list it belongs to and encoded as
+URL-safe base64 JSON: the server keeps no state, and filters are applied again on every page, so
+a forged cursor can move within the caller's own results but never outside them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from campsync_sync import ErrorCode
+
+from api.errors import DomainError
+
+MAX_CURSOR_CHARS: Final = 256
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 500
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_\-]{1,256}$"
+
+T = TypeVar("T")
+
+
+class InvalidCursor(DomainError):
+    code = ErrorCode.CURSOR_INVALID
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return value
+
+
+def encode_cursor(kind: str, key: Sequence[Any]) -> str:
+    raw = json.dumps([kind, *(_plain(v) for v in key)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str, types: Sequence[type]) -> tuple[Any, ...]:
+    """The sort key a cursor carries, each part converted to ``types``.
+
+    Raises:
+        InvalidCursor: the cursor is malformed, or belongs to another list.
+    """
+    try:
+        parts = _unpack(cursor)
+        if parts[:1] != [kind] or len(parts) != len(types) + 1:
+            raise InvalidCursor("the cursor is not valid for this list; start again without it")
+        return tuple(_parse(t, v) for t, v in zip(types, parts[1:], strict=True))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(
+            "the cursor is not valid for this list; start again without it"
+        ) from None
+
+
+def _unpack(cursor: str) -> list[Any]:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ValueError
+    padded = cursor + "=" * (-len(cursor) % 4)
+    parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    if not isinstance(parts, list):
+        raise TypeError
+    return parts
+
+
+def _parse(kind: type, value: Any) -> Any:
+    if kind is uuid.UUID:
+        return uuid.UUID(str(value))
+    if kind is dt.datetime:
+        parsed = dt.datetime.fromisoformat(str(value))
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        return value
+    raise TypeError
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def page_of(rows: Sequence[T], limit: int, kind: str, key_of: Any) -> Page[T]:
+    """Cut a page from ``limit + 1`` fetched rows; a next cursor only when more rows exist."""
+    if len(rows) <= limit:
+        return Page(list(rows), None)
+    items = list(rows[:limit])
+    return Page(items, encode_cursor(kind, key_of(items[-1])))
