@@ -68,6 +68,17 @@ def test_three_tablets_edit_offline_and_converge(
     clashes = [x for x in conflicts(db, camp) if x.kind == "field"]
     assert len(clashes) == 1
     assert any(t.conflicts() for t in (a, b))
+    # The coordinator sees it through the API and settles it; the decision reaches every tablet.
+    listed = admin.http.get("/v1/conflicts", params={"camp": camp}).json()["items"]
+    assert [(c["entity_id"], c["field"]) for c in listed] == [(str(head), "family_name")]
+    settled = admin.http.post(
+        f"/v1/conflicts/{listed[0]['id']}/resolve", json={"choice": "value", "value": "Karimi"}
+    )
+    assert settled.status_code == 200, settled.text
+    for tablet in tablets:
+        tablet.sync()
+        assert tablet.person(head).family_name == "Karimi"
+    assert tablet_state(a) == server_state(db, camp)
 
 
 def test_the_same_service_from_two_tablets_is_kept_twice_and_flagged(
