@@ -34,7 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from campsync_sync import Entity, PatchOp, apply_registry_op, normalize_operation  # noqa: E402
+from campsync_sync import (  # noqa: E402
+    Entity,
+    PatchOp,
+    apply_registry_op,
+    normalize_operation,
+    uuid7,
+)
 from sqlalchemy import Engine, make_url, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
@@ -106,20 +112,39 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("the server did not start")
 
-    def rss_mb(self) -> float:
-        pids = [self.process.pid]
-        total = 0
+    def _pids(self) -> list[int]:
+        pids, found = [self.process.pid], []
         while pids:
             pid = pids.pop()
+            try:
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.append(pid)
+        return found
+
+    def rss_mb(self) -> float:
+        total = 0
+        for pid in self._pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
                 rss = next(ln for ln in status.splitlines() if ln.startswith("VmRSS"))
                 total += int(rss.split()[1])
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    pids += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, StopIteration):
                 continue
         return total / 1024
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the server's processes so far (not the database's)."""
+        ticks = 0
+        for pid in self._pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                continue
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -137,7 +162,7 @@ def workload(tablets: list[Tablet], records: int) -> list[list[list[PatchOp]]]:
     for tablet in tablets:
         ops: list[PatchOp] = []
         while len(ops) < per_device:
-            hid = uuid.uuid4()
+            hid = uuid7()
             ops.append(
                 tablet.household(
                     hid,
@@ -158,7 +183,7 @@ def workload(tablets: list[Tablet], records: int) -> list[list[list[PatchOp]]]:
                         date_of_birth=f"19{60 + n * 7}-0{1 + n}-1{n}",
                         relationship_to_head="head" if n == 0 else "child",
                         document_type="tazkira",
-                        document_number=f"T-{uuid.uuid4().hex[:10]}",
+                        document_number=f"T-{uuid.uuid4().hex[:10].upper()}",
                     )
                 )
         ops = ops[:per_device]
@@ -341,6 +366,7 @@ def main() -> None:
         threads = [
             threading.Thread(target=push, args=(t, s)) for t, s in zip(pushers, sealed, strict=True)
         ]
+        cpu_before = server.cpu_seconds()
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -348,6 +374,7 @@ def main() -> None:
             rss_peak = max(rss_peak, server.rss_mb())
             time.sleep(0.2)
         push_seconds = time.perf_counter() - started
+        server_cpu = server.cpu_seconds() - cpu_before
         if failures:
             print(f"  {len(failures)} batches failed, e.g. {failures[0]}")
         records_per_s = total / push_seconds
@@ -371,6 +398,7 @@ def main() -> None:
         f"  push over HTTP:   {records_per_s:9,.0f} records/s  "
         f"({push_seconds:.1f} s, outcomes {outcomes})"
     )
+    print(f"  server CPU:       {server_cpu * 1e6 / total:9,.0f} µs/record (server processes only)")
     print(f"  raw bulk upsert:  {raw_per_s:9,.0f} records/s  ({seconds:.1f} s)")
     print(f"  ratio:            {records_per_s / raw_per_s:9.2f}")
     print(f"  batch latency:    p50 {p50:.0f} ms, p99 {p99:.0f} ms")
@@ -392,6 +420,7 @@ def main() -> None:
                 "p50_ms": round(p50, 1),
                 "p99_ms": round(p99, 1),
                 "server_rss_mb": round(rss_peak, 1),
+                "server_cpu_us_per_record": round(server_cpu * 1e6 / total, 1),
                 "pull_records_per_s": round(len(rows) / pull_seconds),
                 "failed_batches": len(failures),
             }

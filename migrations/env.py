@@ -7,7 +7,7 @@ from sqlalchemy import pool
 from sqlmodel import SQLModel
 
 import api.models  # noqa: F401  (fills SQLModel.metadata for autogenerate comparisons)
-from api.db import make_engine
+from api.db import include_on, make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -18,6 +18,7 @@ def _configure(connection: object) -> None:
         connection=connection,  # type: ignore[arg-type]
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=include_on(connection.dialect.name),  # type: ignore[attr-defined]
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
     )

@@ -3,8 +3,9 @@
 SQLAlchemy Core spends more time processing each bound value than the database spends
 writing the row (reference/perf-limits.md, section 6). On PostgreSQL the rows travel as one
 JSON document expanded by ``jsonb_to_recordset`` (the fastest measured upsert, about 4 µs of
-client CPU a row); on SQLite, an executemany of plain tuples, each column converted by one
-function chosen from its type. SQL texts are built once per table and shape. The stored
+client CPU a row); on SQLite, one multi-row ``INSERT ... VALUES`` per batch (as many rows as
+the driver's variable limit allows), each column converted by one function chosen from its
+type. SQL texts are built once per table and shape. The stored
 forms are those SQLAlchemy itself would write, so the ORM
 and Core read them back unchanged.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import operator
+import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -37,7 +40,9 @@ def _sqlite_uuid(value: uuid.UUID | None) -> str | None:
     return None if value is None else value.hex
 
 
+@functools.lru_cache(maxsize=256)
 def _sqlite_datetime(value: dt.datetime | None) -> str | None:
+    # Cached: a batch stamps every row it writes with the same few instants.
     if value is None:
         return None
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -75,12 +80,23 @@ def _converter(column: Any, dialect: str) -> tuple[Converter, str]:
 
 
 @functools.cache
-def _statement(
-    table: Table, dialect: str, columns: tuple[str, ...], update: tuple[str, ...] | None
-) -> tuple[str, tuple[Converter, ...]]:
-    converters, marks = zip(*(_converter(table.c[name], dialect) for name in columns), strict=True)
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608 - names come from the table
-    return sql + _on_conflict(update), converters
+def _converters(table: Table, dialect: str, columns: tuple[str, ...]) -> tuple[Converter, ...]:
+    return tuple(_converter(table.c[name], dialect)[0] for name in columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _values_statement(
+    table: Table,
+    dialect: str,
+    columns: tuple[str, ...],
+    update: tuple[str, ...] | None,
+    count: int,
+) -> str:
+    """``INSERT ... VALUES`` with ``count`` rows of placeholders."""
+    marks = ", ".join(_converter(table.c[name], dialect)[1] for name in columns)
+    values = ", ".join([f"({marks})"] * count)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {values}"  # noqa: S608 - names come from the table
+    return sql + _on_conflict(update)
 
 
 @functools.cache
@@ -120,7 +136,7 @@ def write(
     *,
     update: Collection[str] | None = None,
 ) -> None:
-    """Insert ``rows`` (all with the keys of the first) in one executemany.
+    """Insert ``rows`` (all with the keys of the first) with one statement or executemany.
 
     ``update``: ``None`` for a plain insert; the columns an existing id gets overwritten
     with; empty to leave existing ids alone.
@@ -138,7 +154,7 @@ def write(
             # the server parses it faster than it binds thousands of parameters.
             connection.exec_driver_sql(recordset, (orjson.dumps(rows).decode(),))
             return
-    sql, converters = _statement(table, dialect, columns, conflict)
+    converters = _converters(table, dialect, columns)
     getter = operator.itemgetter(*columns)
     converting = [(i, convert) for i, convert in enumerate(converters) if convert is not _same]
     params: list[Any] = []
@@ -150,6 +166,17 @@ def write(
             values = list(values)
             for i, convert in converting:
                 values[i] = convert(values[i])
-            values = tuple(values)
         params.append(values)
-    connection.exec_driver_sql(sql, params)
+    if dialect != "sqlite":
+        statement = _values_statement(table, dialect, columns, conflict, 1)
+        connection.exec_driver_sql(statement, [tuple(values) for values in params])
+        return
+    # Many rows per statement: sqlite3 lets go of the GIL at every step of an executemany,
+    # and with other requests running, each step then waits its turn to get it back.
+    driver = connection.connection.dbapi_connection
+    assert isinstance(driver, sqlite3.Connection)  # noqa: S101 - the sqlite dialect's driver
+    per = max(1, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns))
+    for start in range(0, len(params), per):
+        chunk = params[start : start + per]
+        sql = _values_statement(table, dialect, columns, conflict, len(chunk))
+        connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))

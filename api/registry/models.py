@@ -73,7 +73,10 @@ class Person(SQLModel, table=True):
         Index("ix_person_household_id", "household_id"),
         Index("ix_person_camp_id_updated_at", "camp_id", "updated_at"),
         # Name search looks keys up with JSONB containment (@>), which a GIN index serves.
-        Index("ix_person_name_keys", "name_keys", postgresql_using="gin"),
+        # SQLite cannot index inside JSON: there it would only slow every write down.
+        Index("ix_person_name_keys", "name_keys", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)

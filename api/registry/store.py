@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ _NAME_FIELDS: Final = (
 )
 _DEFAULTS: Final = {"status": "active"}
 CHANGE_SEQ: Final = "change_seq"
+
+
+def sorted_ids(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Ids in their order as UUIDs (and as stored), sorted by C comparisons of their ints."""
+    return sorted(ids, key=_UUID_INT)
+
+
+_UUID_INT: Final = operator.attrgetter("int")
 
 
 @functools.cache
@@ -127,7 +136,7 @@ def load_registry(
     if not ids:
         return {}
     table = REGISTRY_TABLES[entity]
-    query = select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id)
+    query = select(table).where(table.c.id.in_(sorted_ids(ids))).order_by(table.c.id)
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     records: dict[uuid.UUID, StoredRecord] = {}
@@ -142,6 +151,17 @@ def load_registry(
     return records
 
 
+@functools.cache
+def _column_groups(entity: Entity) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The entity's scalar fields stored as they are, as dates, and as UUIDs."""
+    names = [n for n in scalar_fields(entity) if n not in _DEFAULTS]
+    return (
+        tuple(n for n in names if n not in _DATE_FIELDS and n not in _UUID_FIELDS),
+        tuple(n for n in names if n in _DATE_FIELDS),
+        tuple(n for n in names if n in _UUID_FIELDS),
+    )
+
+
 def registry_row(
     entity: Entity,
     record_id: uuid.UUID,
@@ -151,6 +171,7 @@ def registry_row(
 ) -> dict[str, Any]:
     """The column values of a record, ready for :func:`save_registry`."""
     state = record.state
+    values = state.values
     row: dict[str, Any] = {
         "id": record_id,
         "camp_id": record.camp_id,
@@ -167,12 +188,23 @@ def registry_row(
         "created_at": record.created_at or now,
         "updated_at": now,
     }
-    for name in scalar_fields(entity):
-        row[name] = _to_column(name, state.values.get(name))
+    plain, dates, uuids = _column_groups(entity)
+    for name in plain:
+        row[name] = values.get(name)
+    for name in dates:
+        value = values.get(name)
+        row[name] = None if value is None else dt.date.fromisoformat(value)
+    for name in uuids:
+        value = values.get(name)
+        row[name] = None if value is None else uuid.UUID(value)
+    for name, default in _DEFAULTS.items():
+        if name in row or name in ENTITY_FIELDS[entity]:
+            value = values.get(name)
+            row[name] = default if value is None else value
     for name in set_field_names(entity):
         row[name] = state.members(name)
     if entity is Entity.PERSON:
-        row["name_keys"] = name_keys(state.values.get(n) for n in _NAME_FIELDS)
+        row["name_keys"] = name_keys(values.get(n) for n in _NAME_FIELDS)
     return row
 
 
@@ -222,7 +254,7 @@ def load_events(
     if not ids:
         return {}
     table = EVENT_TABLES[entity]
-    query = select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id)
+    query = select(table).where(table.c.id.in_(sorted_ids(ids))).order_by(table.c.id)
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return {
@@ -244,7 +276,7 @@ def load_prior_deliveries(
         return []
     table = EVENT_TABLES[Entity.SERVICE_DELIVERY]
     query = select(table).where(
-        table.c.household_id.in_(sorted(household_ids)),
+        table.c.household_id.in_(sorted_ids(household_ids)),
         table.c.service.in_(sorted(services)),
         table.c.delivered_at > since,
         table.c.delivered_at < until,

@@ -32,6 +32,10 @@ OCTETS: Final = "application/octet-stream"
 MAX_CONCURRENT_PUSHES: Final = 8
 """Per process. More would not merge faster (one core, one SQLite writer) and cost memory."""
 QUEUE_PATIENCE_SECONDS: Final = 10.0
+MERGES_AT_ONCE: Final = 2
+"""Pushes checked and merged at once in one process. The merge is Python: two threads keep
+the process busy (one computes while the other waits on the database); more only take the
+GIL from each other (measured: a fifth more CPU per record with four)."""
 
 
 class PushGate:
@@ -39,13 +43,24 @@ class PushGate:
 
     A waiting push holds only its socket, so a reconnect storm of hundreds of tablets costs
     little memory; one that waits longer than ``patience`` is told when to come back (503).
+    Of the admitted pushes, only ``merges`` at a time run their checks and merge.
     """
 
     def __init__(
-        self, slots: int = MAX_CONCURRENT_PUSHES, patience: float = QUEUE_PATIENCE_SECONDS
+        self,
+        slots: int = MAX_CONCURRENT_PUSHES,
+        patience: float = QUEUE_PATIENCE_SECONDS,
+        merges: int = MERGES_AT_ONCE,
     ):
         self._slots = asyncio.Semaphore(slots)
+        self._merges = asyncio.Semaphore(merges)
         self.patience = patience
+
+    @contextlib.asynccontextmanager
+    async def merging(self) -> AsyncIterator[None]:
+        """A turn to check and merge, for a push already admitted (its wait is bounded)."""
+        async with self._merges:
+            yield
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -122,14 +137,15 @@ async def push_batch(
     gate: PushGate = request.app.state.push_gate
     async with gate.slot():
         data = await _body(request, settings.request_timeout_seconds)
-        result = await run_in_threadpool(
-            service.push_batch,
-            engine=engine,
-            settings=settings,
-            keyring=keyring,
-            batch_id=batch_id,
-            data=data,
-        )
+        async with gate.merging():
+            result = await run_in_threadpool(
+                service.push_batch,
+                engine=engine,
+                settings=settings,
+                keyring=keyring,
+                batch_id=batch_id,
+                data=data,
+            )
     return Response(result.envelope, media_type=OCTETS)
 
 

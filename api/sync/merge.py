@@ -398,7 +398,7 @@ class BatchMerger:
                 entity,
                 [
                     store.registry_row(entity, rid, records[rid], now=self.now)
-                    for rid in sorted(self.dirty[entity])
+                    for rid in store.sorted_ids(self.dirty[entity])
                 ],
             )
         for entity in (Entity.SERVICE_DELIVERY, Entity.REFERRAL):
@@ -415,7 +415,7 @@ class BatchMerger:
                         batch_id=self.batch.batch_id,
                         now=self.now,
                     )
-                    for eid in sorted(self.dirty[entity])
+                    for eid in store.sorted_ids(self.dirty[entity])
                 ],
             )
         self._resolve_devices()

@@ -216,6 +216,30 @@ def _open(keyring: Keyring, keys: KeySet, sealed: SealedEnvelope) -> bytes:
 def _parse_batch(
     settings: Settings, plaintext: bytes, header: EnvelopeHeader, device: Device
 ) -> Batch:
+    # The common case, a batch with no bad operation, is read in one pass; anything else is
+    # read again step by step to say what is wrong with it.
+    batch: Batch | None = parse_typed(plaintext)
+    if batch is None:
+        batch = _parse_loose(settings, plaintext)
+    if len(batch.ops) > settings.max_operations_per_batch:
+        raise _too_many(settings)
+    if batch.protocol != PROTOCOL_VERSION:
+        raise UnsupportedVersion("the batch's protocol version is not supported")
+    if (batch.batch_id, batch.device_id, batch.seq) != (header.batch, device.id, header.seq):
+        raise BadPlaintext("the batch's id, device or seq differs from its envelope's")
+    return batch
+
+
+def _too_many(settings: Settings) -> DomainError:
+    return _error(
+        ErrorCode.TOO_MANY_OPERATIONS,
+        "the batch holds too many operations: split it",
+        {"limit": settings.max_operations_per_batch},
+    )
+
+
+def _parse_loose(settings: Settings, plaintext: bytes) -> Batch:
+    """A batch with some invalid operation: its operations stay raw, to be judged one by one."""
     try:
         raw = orjson.loads(plaintext)
     except orjson.JSONDecodeError:
@@ -223,22 +247,13 @@ def _parse_batch(
     if not isinstance(raw, dict) or not isinstance(raw.get("ops"), list):
         raise BadPlaintext("the batch has no list of operations")
     if len(raw["ops"]) > settings.max_operations_per_batch:
-        raise _error(
-            ErrorCode.TOO_MANY_OPERATIONS,
-            "the batch holds too many operations: split it",
-            {"limit": settings.max_operations_per_batch},
-        )
+        raise _too_many(settings)
     if raw.get("protocol") != PROTOCOL_VERSION:
         raise UnsupportedVersion("the batch's protocol version is not supported")
-    batch: Batch | None = parse_typed(plaintext)
-    if batch is None:
-        try:
-            batch = Batch.model_validate(raw)
-        except ValidationError:
-            raise BadPlaintext("the batch does not match the Batch schema") from None
-    if (batch.batch_id, batch.device_id, batch.seq) != (header.batch, device.id, header.seq):
-        raise BadPlaintext("the batch's id, device or seq differs from its envelope's")
-    return batch
+    try:
+        return Batch.model_validate(raw)
+    except ValidationError:
+        raise BadPlaintext("the batch does not match the Batch schema") from None
 
 
 def _authenticate(session: Session, sealed: SealedEnvelope) -> Device:

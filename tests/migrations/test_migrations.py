@@ -15,7 +15,15 @@ from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
 import api.models  # noqa: F401
-from api.db import alembic_config, current_revision, downgrade, head_revision, make_engine, upgrade
+from api.db import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    include_on,
+    make_engine,
+    upgrade,
+)
 from tests.conftest import PG_URL, _postgres_database
 
 
@@ -34,7 +42,10 @@ def fresh_engine(tmp_path: Path) -> Iterator[Engine]:
 
 def test_models_and_migrations_agree(engine: Engine) -> None:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_object": include_on(conn.dialect.name)},
+        )
         differences = compare_metadata(context, SQLModel.metadata)
     assert differences == []
 

@@ -82,6 +82,9 @@ def _parts(text: str | None) -> list[str]:
     Vowel marks (harakat) and accents belong to their word; splitting at them would cut
     ``مُحَمَّد`` into single letters.
     """
+    words = (text or "").split()
+    if all(word.isalnum() for word in words):
+        return words  # the common case, and the server's hot path: plain words
     parts: list[str] = []
     current: list[str] = []
     for ch in text or "":

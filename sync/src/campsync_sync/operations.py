@@ -110,13 +110,27 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+# Scalar fields that may be written without a value check of their own: looked up once per
+# field write on the server's hot path.
+_SCALARS: Final = {
+    entity: {name: spec for name, spec in specs.items() if not spec.is_set}
+    for entity, specs in ENTITY_FIELDS.items()
+}
+
+
 def _normalize_patch(op: PatchOp) -> PatchOp:
     # Senders should already send normal values, so copy only what normalising changed.
     entity = Entity(op.entity)
+    scalars = _SCALARS[entity]
     fields = dict(op.fields)
     changed = False
     for name, write in op.fields.items():
-        value = validate_field(entity, name, write.value)
+        spec = scalars.get(name)
+        value = write.value
+        if spec is None or value is None:
+            value = validate_field(entity, name, value)  # unknown, a set, cleared
+        else:
+            value = spec.validate(name, value)
         if not _same(value, write.value):
             fields[name] = write.model_copy(update={"value": value})
             changed = True
