@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import struct
@@ -290,6 +291,27 @@ def test_a_push_beyond_capacity_is_told_when_to_come_back(client, db: Engine) ->
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
     assert int(response.headers["retry-after"]) > 0
+
+
+def test_admitted_pushes_merge_two_at_a_time() -> None:
+    from api.routes.sync import MERGES_AT_ONCE, PushGate
+
+    gate = PushGate()
+    running, most = 0, 0
+
+    async def push() -> None:
+        nonlocal running, most
+        async with gate.slot(), gate.merging():
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    async def storm() -> None:
+        await asyncio.gather(*(push() for _ in range(8)))
+
+    asyncio.run(storm())
+    assert most == MERGES_AT_ONCE == 2
 
 
 def test_keys_can_live_in_the_database(db: Engine, settings) -> None:  # type: ignore[no-untyped-def]

@@ -142,3 +142,36 @@ def test_server_edit_wins_over_stored_future_clocks_and_is_logged(db: Engine) ->
     assert log.seq == write.seq
     assert log.kind == "resolve"
     assert log.changes == {"given_name": "Muhammad"}
+
+
+def test_bulk_writes_more_rows_than_one_statement_can_bind(db: Engine) -> None:
+    """SQLite binds at most so many variables a statement: the writer splits the rows."""
+    import sqlite3
+
+    camp = make_camp(db)
+    clock = Clock(node=7)
+    now = dt.datetime.now(dt.UTC)
+    ids = [uuid.uuid4() for _ in range(300)]
+    rows = []
+    for pid in ids:
+        op = normalize_operation(_person_op(clock, pid, household_id=str(pid), sex="male"))
+        assert isinstance(op, PatchOp)
+        state, _ = apply_registry_op(Entity.PERSON, None, op)
+        rows.append(
+            store.registry_row(Entity.PERSON, pid, store.StoredRecord(camp, state), now=now)
+        )
+    with Session(db) as session, session.begin():
+        driver = session.connection().connection.dbapi_connection
+        limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+        if isinstance(driver, sqlite3.Connection):
+            # Room for 9 rows a statement: 300 rows take 34 statements.
+            original = driver.setlimit(limit, 9 * len(rows[0]))
+        try:
+            store.save_registry(session, Entity.PERSON, rows)
+        finally:
+            if isinstance(driver, sqlite3.Connection):
+                driver.setlimit(limit, original)
+    with Session(db) as session:
+        loaded = store.load_registry(session, Entity.PERSON, ids)
+    assert sorted(loaded) == sorted(ids)
+    assert all(loaded[pid].state.values["sex"] == "male" for pid in ids)
