@@ -61,12 +61,12 @@ _DEFAULTS: Final = {"status": "active"}
 CHANGE_SEQ: Final = "change_seq"
 
 
+_UUID_INT: Final = operator.attrgetter("int")
+
+
 def sorted_ids(ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     """Ids in their order as UUIDs (and as stored), sorted by C comparisons of their ints."""
     return sorted(ids, key=_UUID_INT)
-
-
-_UUID_INT: Final = operator.attrgetter("int")
 
 
 @functools.cache
@@ -97,16 +97,6 @@ def _to_json(name: str, value: Any) -> Any:
         return value.isoformat()
     if name in _UUID_FIELDS:
         return str(value)
-    return value
-
-
-def _to_column(name: str, value: Any) -> Any:
-    if value is None:
-        return _DEFAULTS.get(name)
-    if name in _DATE_FIELDS:
-        return dt.date.fromisoformat(value)
-    if name in _UUID_FIELDS:
-        return uuid.UUID(str(value))
     return value
 
 
@@ -196,9 +186,9 @@ def registry_row(
         row[name] = None if value is None else dt.date.fromisoformat(value)
     for name in uuids:
         value = values.get(name)
-        row[name] = None if value is None else uuid.UUID(value)
+        row[name] = None if value is None else uuid.UUID(str(value))
     for name, default in _DEFAULTS.items():
-        if name in row or name in ENTITY_FIELDS[entity]:
+        if name in ENTITY_FIELDS[entity]:
             value = values.get(name)
             row[name] = default if value is None else value
     for name in set_field_names(entity):
