@@ -110,8 +110,8 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-# Scalar fields that may be written without a value check of their own: looked up once per
-# field write on the server's hot path.
+# The specs of each entity's scalar fields, looked up once per field write (the server's hot
+# path); a name missing here is a set field or unknown, and validate_field says which.
 _SCALARS: Final = {
     entity: {name: spec for name, spec in specs.items() if not spec.is_set}
     for entity, specs in ENTITY_FIELDS.items()
