@@ -152,15 +152,32 @@ def enroll_device(
     invalid = DomainError(
         "the enrolment code is unknown, used or expired", code=ErrorCode.ENROLLMENT_CODE_INVALID
     )
-    if code is None or code.used_at is not None or code.expires_at <= now:
+    if code is None or code.expires_at <= now:
         raise invalid
     message = enrollment_proof_message(request.code, keys.deployment_id, signing, exchange)
-    try:
-        load_signing_public(signing).verify(b64decode(request.proof), message)
-    except (InvalidSignature, ValueError):
-        raise DomainError(
-            "the proof of possession does not verify", code=ErrorCode.PROOF_INVALID
-        ) from None
+    proven = _proves(signing, request.proof, message)
+    if code.used_at is not None:
+        # The same tablet again, whose answer was lost: the same answer. Anyone else learns
+        # nothing, not even that the code was used.
+        device = session.get(Device, code.device_id) if code.device_id else None
+        if device is None or not proven or device.status != "active":
+            raise invalid
+        if (device.signing_key, device.exchange_key) != (signing, exchange):
+            raise invalid
+        audit.append(
+            session,
+            actor_type="device",
+            actor_id=str(device.id),
+            action="device.enroll_repeated",
+            camp_id=device.camp_id,
+            entity="device",
+            entity_id=device.id,
+            details={"key_id": device.key_id, "enrollment_code": str(code.id)},
+        )
+        session.commit()
+        return _enrolled(keys, device)
+    if not proven:
+        raise DomainError("the proof of possession does not verify", code=ErrorCode.PROOF_INVALID)
     device_id = uuid7()
     # Consume the code atomically: of two tablets racing with one code, one wins.
     consumed = session.execute(
@@ -196,11 +213,25 @@ def enroll_device(
         details={"key_id": key_id(signing), "enrollment_code": str(code.id)},
     )
     session.commit()
+    device = session.get(Device, device_id)
+    assert device is not None  # noqa: S101 - added above
+    return _enrolled(keys, device)
+
+
+def _proves(signing: bytes, proof: str, message: bytes) -> bool:
+    try:
+        load_signing_public(signing).verify(b64decode(proof), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _enrolled(keys: KeySet, device: Device) -> EnrollmentResponse:
     return EnrollmentResponse(
-        device_id=device_id,
-        camp_id=code.camp_id,
+        device_id=device.id,
+        camp_id=device.camp_id,
         deployment_id=keys.deployment_id,
-        next_seq=1,
+        next_seq=device.last_seq + 1,
         server_hlc=str(clock.now()),
         manifest=keys.manifest(),
     )

@@ -110,6 +110,36 @@ def test_expired_unknown_and_badly_proven_enrolments_are_refused(client, db: Eng
         assert session.execute(select(Device)).first() is None
 
 
+def test_the_same_tablet_enrolling_again_gets_the_same_answer(client, db: Engine) -> None:
+    """A tablet whose enrolment answer was lost retries; nobody else can use the code."""
+    camp = make_camp(db)
+    deployment = _deployment(client)
+    code = make_code(client, db, camp)["code"]
+    tablet = Tablet(client)
+    first = _enroll_raw(client, tablet, code, deployment)
+    again = _enroll_raw(client, tablet, code, deployment)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["device_id"] == first.json()["device_id"]
+    assert again.json()["camp_id"] == camp
+    assert again.json()["next_seq"] == 1
+    # Another tablet, or the same public keys with a proof it cannot make: one answer.
+    stranger = _enroll_raw(client, Tablet(client), code, deployment)
+    forged = _enroll_raw(client, tablet, code, deployment, proof_key=Ed25519PrivateKey.generate())
+    for response in (stranger, forged):
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "enrollment_code_invalid"
+    with Session(db) as session:
+        assert len(session.execute(select(Device)).all()) == 1
+    assert _actions(db).count("device.enroll") == 1
+    assert _actions(db).count("device.enroll_repeated") == 1
+    device_id = first.json()["device_id"]
+    admin = bearer(make_user(db, "admin"))
+    assert client.post(f"/v1/devices/{device_id}/revoke", headers=admin).status_code == 200
+    after = _enroll_raw(client, tablet, code, deployment)
+    assert after.status_code == 400
+    assert after.json()["error"]["code"] == "enrollment_code_invalid"
+
+
 def test_manifest_is_signed_and_keys_are_files_only_the_owner_reads(client, settings) -> None:  # type: ignore[no-untyped-def]
     signed = SignedManifest.model_validate(client.get("/v1/keys").json())
     manifest = KeyManifest.model_validate_json(signed.payload)

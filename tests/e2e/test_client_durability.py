@@ -18,6 +18,7 @@ from campsync_client import Tablet, TransportError, _crypto
 from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 
+from api.devices.models import Device
 from api.registry.models import ChangeLog, Person
 from api.sync.models import Batch, ServerKey
 from tests.api.test_cli import run
@@ -79,6 +80,23 @@ def test_batch_resent_after_lost_ack_and_restart_creates_no_duplicate(
     assert (persons, batches) == (6, 1)
     _applied_once(db, camp)
     assert tablet_state(tablet) == server_state(db, camp)
+
+
+def test_enrolment_whose_answer_was_lost_is_answered_again(
+    live: tuple[LiveServer, Admin, Path], db: Engine, tmp_path: Path
+) -> None:
+    _, admin, _ = live
+    camp = admin.camp()
+    faulty = Faulty(httpx.HTTPTransport())
+    faulty.add("POST /v1/devices/enroll", "drop_response")  # enrolled, the answer lost
+    tablet = admin.tablet(camp, tmp_path / "t.db", transport=faulty)
+    assert faulty.seen.count("POST /v1/devices/enroll") == 2
+    with Session(db) as session:
+        devices = session.execute(select(Device.id).where(Device.camp_id == camp)).all()
+    assert [d for (d,) in devices] == [tablet.device_id]
+    tablet.register_household({"given_name": "Head"}, [{"given_name": "Kid"}])
+    report = tablet.sync()
+    assert (report.pushed, report.applied) == (3, 3)  # the household, its head, the child
 
 
 def test_usb_batches_imported_by_an_admin_then_synced_apply_once(
