@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from campsync_sync import fold, name_key, name_keys
+from campsync_sync import NAME_FIELDS, fold, name_key, name_keys
 from rapidfuzz.fuzz import ratio
 from sqlalchemy import ColumnElement, select
 from sqlmodel import Session
 
-from api.households.views import NAME_FIELDS, PERSON
+from api.households.views import PERSON
 from api.pagination import decode_cursor, encode_cursor
 from api.sql import contains_all
 

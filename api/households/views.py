@@ -66,14 +66,6 @@ _PERSON_FIELDS: Final = (
 # What lists read: never the merge bookkeeping (clocks), which can be large.
 HOUSEHOLD_COLUMNS: Final[tuple[Column[Any], ...]] = tuple(HOUSEHOLD.c[n] for n in _HOUSEHOLD_FIELDS)
 PERSON_COLUMNS: Final[tuple[Column[Any], ...]] = tuple(PERSON.c[n] for n in _PERSON_FIELDS)
-NAME_FIELDS: Final = (
-    "given_name",
-    "family_name",
-    "father_name",
-    "given_name_local",
-    "family_name_local",
-    "father_name_local",
-)
 
 
 def household_view(

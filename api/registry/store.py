@@ -19,7 +19,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from campsync_sync import ENTITY_FIELDS, Entity, EventState, RecordState, name_keys
+from campsync_sync import (
+    ENTITY_FIELDS,
+    NAME_FIELDS,
+    Entity,
+    EventState,
+    RecordState,
+    name_keys,
+)
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -49,14 +56,6 @@ _EVENT_VALUES: Final[Mapping[Entity, tuple[str, ...]]] = {
 }
 _DATE_FIELDS: Final = frozenset({"arrival_date", "date_of_birth"})
 _UUID_FIELDS: Final = frozenset({"head_person_id", "household_id"})
-_NAME_FIELDS: Final = (
-    "given_name",
-    "family_name",
-    "father_name",
-    "given_name_local",
-    "family_name_local",
-    "father_name_local",
-)
 _DEFAULTS: Final = {"status": "active"}
 CHANGE_SEQ: Final = "change_seq"
 
@@ -194,7 +193,7 @@ def registry_row(
     for name in set_field_names(entity):
         row[name] = state.members(name)
     if entity is Entity.PERSON:
-        row["name_keys"] = name_keys(values.get(n) for n in _NAME_FIELDS)
+        row["name_keys"] = name_keys(values.get(n) for n in NAME_FIELDS)
     return row
 
 

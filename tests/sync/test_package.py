@@ -12,7 +12,8 @@ import campsync_sync
 PUBLIC = [
     "ALL_SUITES", "DEFAULT_SUITE", "ENTITY_FIELDS", "ENVELOPE_VERSION", "ERROR_STATUS",
     "EVENT_ENTITIES", "HARD_MAX_ENVELOPE_BYTES", "HARD_MAX_OPERATIONS", "HARD_MAX_PLAINTEXT_BYTES",
-    "HLC", "PROTOCOL_VERSION", "REGISTRY_ENTITIES", "SCHEMA_VERSION", "SUPPORTED_SCHEMA_VERSIONS",
+    "HLC", "NAME_FIELDS", "PROTOCOL_VERSION", "REGISTRY_ENTITIES", "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "BadEnvelope", "BadPlaintext", "BadSignature", "Batch", "BatchStatus", "ChallengeRequest",
     "ChallengeResponse", "Clock", "Conflict", "DecryptionFailed", "DeleteOp", "DeviceToken",
     "EnrollmentInvite", "EnrollmentRequest", "EnrollmentResponse", "Entity", "EnvelopeError",

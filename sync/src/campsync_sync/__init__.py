@@ -97,7 +97,7 @@ from campsync_sync.merge import (
     record_state_from_row,
     record_state_to_row,
 )
-from campsync_sync.names import fold, name_key, name_keys, similarity
+from campsync_sync.names import NAME_FIELDS, fold, name_key, name_keys, similarity
 from campsync_sync.versions import (
     ENVELOPE_VERSION,
     HARD_MAX_ENVELOPE_BYTES,
@@ -152,6 +152,7 @@ __all__ = [
     "HARD_MAX_OPERATIONS",
     "HARD_MAX_PLAINTEXT_BYTES",
     "HLC",
+    "NAME_FIELDS",
     "PROTOCOL_VERSION",
     "REGISTRY_ENTITIES",
     "SCHEMA_VERSION",

@@ -17,8 +17,19 @@ import functools
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Final
 
-__all__ = ["fold", "name_key", "name_keys", "similarity"]
+__all__ = ["NAME_FIELDS", "fold", "name_key", "name_keys", "similarity"]
+
+NAME_FIELDS: Final = (
+    "given_name",
+    "family_name",
+    "father_name",
+    "given_name_local",
+    "family_name_local",
+    "father_name_local",
+)
+"""The person fields whose name keys are indexed and searched, by the server and the tablet."""
 
 _VOWELS = frozenset("aeiouy")
 _DIGRAPHS = (("ph", "f"), ("gh", "g"), ("kh", "k"), ("th", "t"), ("dh", "d"), ("ck", "k"))

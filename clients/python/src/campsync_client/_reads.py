@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Final
 
-from campsync_sync import Entity, EventState, RecordState, name_keys, similarity
+from campsync_sync import NAME_FIELDS, Entity, EventState, RecordState, name_keys, similarity
 
 from campsync_client import _outbox as outbox
 from campsync_client._core import Core, Id, parse_id
@@ -22,7 +22,6 @@ from campsync_client._models import (
     ServiceDelivery,
     TabletStatus,
 )
-from campsync_client._replica import NAME_FIELDS
 
 __all__ = ["Reads"]
 

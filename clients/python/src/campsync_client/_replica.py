@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from campsync_sync import (
     HLC,
+    NAME_FIELDS,
     Clock,
     Entity,
     KeyManifest,
@@ -42,16 +43,7 @@ from campsync_client._states import (
 )
 from campsync_client._store import Store, utcnow
 
-__all__ = ["NAME_FIELDS", "Replica"]
-
-NAME_FIELDS: Final = (
-    "given_name",
-    "family_name",
-    "father_name",
-    "given_name_local",
-    "family_name_local",
-    "father_name_local",
-)
+__all__ = ["Replica"]
 
 
 class Replica:
