@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from campsync_sync import ErrorCode
+from sqlalchemy import ColumnElement, and_, or_
 
 from api.errors import DomainError
 
@@ -96,6 +97,16 @@ def _parse(kind: type, value: Any) -> Any:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+def after_time_and_id(
+    kind: str, cursor: str, time_column: Any, id_column: Any, *, newest_first: bool = False
+) -> ColumnElement[bool]:
+    """The rows after a ``(time, id)`` cursor, in the list's order (oldest or newest first)."""
+    when, after = decode_cursor(kind, cursor, (dt.datetime, uuid.UUID))
+    if newest_first:
+        return or_(time_column < when, and_(time_column == when, id_column < after))
+    return or_(time_column > when, and_(time_column == when, id_column > after))
 
 
 def page_of(rows: Sequence[T], limit: int, kind: str, key_of: Any) -> Page[T]:

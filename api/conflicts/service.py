@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from campsync_sync import HLC, Entity
-from sqlalchemy import Table, and_, or_, select
+from sqlalchemy import Table, select
 from sqlmodel import Session
 
 from api.audit import service as audit
@@ -26,7 +26,7 @@ from api.conflicts.schemas import (
     ConflictSummary,
 )
 from api.errors import NotFound
-from api.pagination import Page, decode_cursor, page_of
+from api.pagination import Page, after_time_and_id, page_of
 from api.principal import Principal
 from api.redaction import redact_value
 from api.registry import store
@@ -72,12 +72,8 @@ def list_conflicts(
         if wanted is not None:
             conditions.append(column == wanted)
     if filters.cursor is not None:
-        when, after = decode_cursor("conflicts", filters.cursor, (dt.datetime, uuid.UUID))
         conditions.append(
-            or_(
-                CONFLICT.c.created_at > when,
-                and_(CONFLICT.c.created_at == when, CONFLICT.c.id > after),
-            )
+            after_time_and_id("conflicts", filters.cursor, CONFLICT.c.created_at, CONFLICT.c.id)
         )
     rows = session.execute(
         select(*_SUMMARY)

@@ -6,17 +6,16 @@ Lists are keyset-paginated on ``(time, id)`` descending over the ``(camp_id, tim
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select
+from sqlalchemy import Table, and_, select
 from sqlmodel import Session
 
 from api.camps.scope import camps_to_read, in_camps
 from api.events.schemas import ReferralFilters, ReferralPublic, ServiceFilters, ServicePublic
-from api.pagination import Page, decode_cursor, page_of
+from api.pagination import Page, after_time_and_id, page_of
 from api.principal import Principal
 from api.registry.models import Referral, ServiceDelivery
 from api.schemas import clamp_datetime
@@ -69,12 +68,6 @@ def referral_view(row: Mapping[Any, Any]) -> ReferralPublic:
     return ReferralPublic(**values, voided=row["voided_hlc"] is not None)
 
 
-def _after(time_column: Any, id_column: Any, cursor: str, kind: str) -> ColumnElement[bool]:
-    when, after_id = decode_cursor(kind, cursor, (dt.datetime, uuid.UUID))
-    # Newest first: the next page holds keys strictly below the cursor's.
-    return or_(time_column < when, and_(time_column == when, id_column < after_id))
-
-
 def list_services(
     *, session: Session, principal: Principal, filters: ServiceFilters
 ) -> Page[ServicePublic]:
@@ -92,7 +85,11 @@ def list_services(
     if not filters.include_voided:
         conditions.append(SERVICE.c.voided_hlc.is_(None))
     if filters.cursor is not None:
-        conditions.append(_after(SERVICE.c.delivered_at, SERVICE.c.id, filters.cursor, "services"))
+        conditions.append(
+            after_time_and_id(
+                "services", filters.cursor, SERVICE.c.delivered_at, SERVICE.c.id, newest_first=True
+            )
+        )
     rows = session.execute(
         select(*_SERVICE_COLUMNS)
         .where(*conditions)
@@ -129,7 +126,11 @@ def list_referrals(
     if not filters.include_voided:
         conditions.append(REFERRAL.c.voided_hlc.is_(None))
     if filters.cursor is not None:
-        conditions.append(_after(REFERRAL.c.created_at, REFERRAL.c.id, filters.cursor, "referrals"))
+        conditions.append(
+            after_time_and_id(
+                "referrals", filters.cursor, REFERRAL.c.created_at, REFERRAL.c.id, newest_first=True
+            )
+        )
     rows = session.execute(
         select(*_REFERRAL_COLUMNS)
         .where(*conditions)

@@ -6,20 +6,19 @@ paginated on ``(created_at, id)`` over the ``(camp_id, status, created_at)`` ind
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
 from campsync_sync import ErrorCode
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlmodel import Session
 
 from api.audit import service as audit
 from api.camps.scope import camps_to_read, in_camps
 from api.errors import ConflictError, NotFound
 from api.flags.schemas import FlagFilters, FlagPublic, FlagResolve
-from api.pagination import Page, decode_cursor, page_of
+from api.pagination import Page, after_time_and_id, page_of
 from api.principal import Principal
 from api.registry.models import Flag
 from api.types import utcnow
@@ -61,10 +60,7 @@ def list_flags(*, session: Session, principal: Principal, filters: FlagFilters) 
     if filters.household_id is not None:
         conditions.append(FLAG.c.household_id == filters.household_id)
     if filters.cursor is not None:
-        when, after = decode_cursor("flags", filters.cursor, (dt.datetime, uuid.UUID))
-        conditions.append(
-            or_(FLAG.c.created_at > when, and_(FLAG.c.created_at == when, FLAG.c.id > after))
-        )
+        conditions.append(after_time_and_id("flags", filters.cursor, FLAG.c.created_at, FLAG.c.id))
     rows = session.execute(
         select(*_COLUMNS)
         .where(*conditions)

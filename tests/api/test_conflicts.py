@@ -89,6 +89,15 @@ def test_list_filters_by_status_entity_and_kind(
     assert ids(entity="household") == []
     assert ids(kind="delete") == []
     assert ids(limit=1, status="open") == [str(second)]
+    _, third = make_conflict(db, camp, household, field="father_name")
+    paged, cursor = [], None
+    while True:
+        params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v1/conflicts", params=params, headers=bearer(coordinator)).json()
+        paged += [c["id"] for c in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert paged == [str(second), str(third)]  # oldest first, one page each
 
 
 def test_resolving_writes_a_fresh_server_clock_after_the_current_cursor(

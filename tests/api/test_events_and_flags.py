@@ -132,6 +132,25 @@ def test_a_second_ration_inside_the_window_is_flagged_and_resolved_once(
     assert entry.details == {"kind": "double_distribution", "resolution": "dismissed"}
 
 
+def test_flags_page_oldest_first(client: TestClient, db: Engine) -> None:
+    camp = make_camp(db)
+    household = make_household(db, camp)
+    for day in (0, 1, 2):
+        make_service(db, camp, household, delivered_at=DAY + dt.timedelta(days=day))
+    token = make_user(db, "coordinator", [camp])
+    every = client.get("/v1/flags", headers=bearer(token)).json()["items"]
+    assert len(every) == 2
+    paged, cursor = [], None
+    while True:
+        params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v1/flags", params=params, headers=bearer(token)).json()
+        paged += [f["id"] for f in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert paged == [f["id"] for f in every]
+    assert [f["created_at"] for f in every] == sorted(f["created_at"] for f in every)
+
+
 def test_flags_of_another_camp_are_invisible(client: TestClient, db: Engine) -> None:
     camp, other = make_camp(db), make_camp(db)
     household = make_household(db, other)
