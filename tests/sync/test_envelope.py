@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import struct
 import uuid
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from campsync_sync import (
@@ -22,6 +24,7 @@ from campsync_sync import (
     Batch,
     BatchStatus,
     DecryptionFailed,
+    EnvelopeHeader,
     KeyDestroyed,
     KeyManifest,
     OpenedEnvelope,
@@ -37,6 +40,7 @@ from campsync_sync import (
     WrongDeployment,
     decode_batch,
     decode_message,
+    envelope,
     open_envelope,
     parse_envelope,
     seal,
@@ -178,6 +182,107 @@ def test_seal_refuses_what_no_receiver_would_open() -> None:
             recipient_key=pair.public_key(),
             signing_key=DEVICE.key,
         )
+
+
+# ------------------------------------------------------------------------- compression
+
+
+def json_like(size: int) -> bytes:
+    """Registration-like JSON: repetitive keys, random names and numbers, as a batch compresses."""
+    rng = random.Random(size)
+    names = ["Zahra", "Fatima", "Mohammad", "Ahmad", "Gul", "Stanekzai", "Popal", "Safi"]
+    records = []
+    while sum(map(len, records)) < size:
+        record = {"given_name": rng.choice(names), "phone": f"+937{rng.randrange(10**8):08}"}
+        records.append(json.dumps(record | {"id": str(uuid.UUID(int=rng.getrandbits(128)))}))
+    return ",".join(records).encode()[:size]
+
+
+LARGE = {
+    "json": json_like(1024 * 1024),
+    "random": random.Random(1).randbytes(1024 * 1024),
+    # Three pieces, the last shorter than the others.
+    "odd size": json_like(3 * 128 * 1024 + 12_346),
+}
+
+
+@pytest.fixture
+def four_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the parallel path whatever the machine's core count (CI may have one core)."""
+    monkeypatch.setattr(envelope, "_WORKERS", 4)
+
+
+def header_for(plaintext: bytes) -> EnvelopeHeader:
+    return push_header(DEVICE, BATCH, "k", len=len(plaintext))
+
+
+@pytest.mark.usefixtures("four_workers")
+@pytest.mark.parametrize("name", list(LARGE))
+def test_large_plaintexts_round_trip(name: str) -> None:
+    plaintext = LARGE[name]
+    pair = TRANSPORT[DEFAULT_SUITE]
+    header = push_header(DEVICE, BATCH, pair.kid)
+    data = seal(plaintext, header, recipient_key=pair.public_key(), signing_key=DEVICE.key)
+    assert opened(data).plaintext == plaintext
+
+
+@pytest.mark.usefixtures("four_workers")
+@pytest.mark.parametrize("level", [-1, 0, 1, 6, 9])
+@pytest.mark.parametrize("name", list(LARGE))
+def test_pieces_make_one_standard_zlib_stream(name: str, level: int) -> None:
+    plaintext = LARGE[name]
+    body = envelope._compress(plaintext, level)
+    assert body != zlib.compress(plaintext, level)  # the parallel path was taken
+    assert body[:2] == zlib.compress(b"", level)[:2]
+    assert zlib.decompress(body) == plaintext
+    assert envelope._decompress(body, header_for(plaintext)) == plaintext
+
+
+@pytest.mark.usefixtures("four_workers")
+def test_pieces_keep_the_bounded_inflation_checks() -> None:
+    plaintext = LARGE["json"]
+    body = envelope._compress(plaintext, 1)
+    shorter = push_header(DEVICE, BATCH, "k", len=len(plaintext) - 1)
+    with pytest.raises(TooLarge):
+        envelope._decompress(body, shorter)
+    longer = push_header(DEVICE, BATCH, "k", len=len(plaintext) + 1)
+    with pytest.raises(BadPlaintext):
+        envelope._decompress(body, longer)
+    for damaged in (body[:-4], body[: len(body) // 2], body + b"junk"):
+        with pytest.raises(BadPlaintext):
+            envelope._decompress(damaged, header_for(plaintext))
+    with pytest.raises(zlib.error):
+        envelope._compress(plaintext, 10)  # a bad level fails as zlib.compress fails
+
+
+@pytest.mark.usefixtures("four_workers")
+def test_small_plaintexts_are_compressed_in_one_call() -> None:
+    plaintext = LARGE["json"][: 256 * 1024 - 1]
+    assert envelope._compress(plaintext, 1) == zlib.compress(plaintext, 1)
+
+
+def test_one_core_compresses_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envelope, "_WORKERS", 1)
+    plaintext = LARGE["json"]
+    assert envelope._compress(plaintext, 1) == zlib.compress(plaintext, 1)
+
+
+@pytest.mark.usefixtures("four_workers")
+def test_concurrent_sealers_share_the_pool() -> None:
+    with ThreadPoolExecutor(4) as callers:
+        bodies = list(callers.map(envelope._compress, LARGE.values(), [1] * len(LARGE)))
+    assert [zlib.decompress(body) for body in bodies] == list(LARGE.values())
+
+
+@pytest.mark.usefixtures("four_workers")
+def test_a_forked_child_makes_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    inherited = ThreadPoolExecutor(1)
+    inherited.shutdown()  # like a parent's pool in a child: nothing would ever run there
+    monkeypatch.setattr(envelope, "_pool", (-1, inherited))
+    plaintext = LARGE["json"]
+    assert zlib.decompress(envelope._compress(plaintext, 1)) == plaintext
+    assert envelope._pool is not None
+    assert envelope._pool[0] == os.getpid()
 
 
 # ------------------------------------------------------------------------- parse checks
