@@ -87,7 +87,11 @@ def _latest(
         session.execute(
             select(col(ChangeLog.entity_id))
             .where(
-                col(ChangeLog.entity_id).in_(sorted({r[1] for r in touched})),
+                store.among(
+                    ChangeLog.__table__.c.entity_id,  # type: ignore[attr-defined]
+                    {r[1] for r in touched},
+                    session.get_bind().dialect.name,
+                ),
                 col(ChangeLog.seq) > upper,
             )
             .distinct()

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 
 from campsync_sync import Clock, Entity, FieldWrite, PatchOp, apply_registry_op, normalize_operation
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlmodel import Session
 
 from api.registry import store
@@ -17,6 +17,21 @@ from tests.factories import make_camp
 def _person_op(clock: Clock, person_id: uuid.UUID, **fields: object) -> PatchOp:
     writes = {k: FieldWrite(value=v, hlc=str(clock.now())) for k, v in fields.items()}
     return PatchOp(op_id=uuid.uuid4(), entity="person", id=person_id, fields=writes)  # type: ignore[arg-type]
+
+
+def _person_rows(camp: str, ids: list[uuid.UUID], **fields: object) -> list[dict[str, object]]:
+    """Rows of new people, each its own household, ready for ``save_registry``."""
+    clock = Clock(node=7)
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for pid in ids:
+        op = normalize_operation(_person_op(clock, pid, household_id=str(pid), **fields))
+        assert isinstance(op, PatchOp)
+        state, _ = apply_registry_op(Entity.PERSON, None, op)
+        rows.append(
+            store.registry_row(Entity.PERSON, pid, store.StoredRecord(camp, state), now=now)
+        )
+    return rows
 
 
 def test_states_round_trip_through_rows(db: Engine) -> None:
@@ -148,18 +163,8 @@ def test_bulk_writes_more_rows_than_one_statement_can_bind(db: Engine) -> None:
     """SQLite binds at most so many variables a statement: the writer splits the rows."""
     import sqlite3
 
-    camp = make_camp(db)
-    clock = Clock(node=7)
-    now = dt.datetime.now(dt.UTC)
     ids = [uuid.uuid4() for _ in range(300)]
-    rows = []
-    for pid in ids:
-        op = normalize_operation(_person_op(clock, pid, household_id=str(pid), sex="male"))
-        assert isinstance(op, PatchOp)
-        state, _ = apply_registry_op(Entity.PERSON, None, op)
-        rows.append(
-            store.registry_row(Entity.PERSON, pid, store.StoredRecord(camp, state), now=now)
-        )
+    rows = _person_rows(make_camp(db), ids, sex="male")
     with Session(db) as session, session.begin():
         driver = session.connection().connection.dbapi_connection
         limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
@@ -175,3 +180,31 @@ def test_bulk_writes_more_rows_than_one_statement_can_bind(db: Engine) -> None:
         loaded = store.load_registry(session, Entity.PERSON, ids)
     assert sorted(loaded) == sorted(ids)
     assert all(loaded[pid].state.values["sex"] == "male" for pid in ids)
+
+
+def test_loads_bind_their_ids_as_one_value(db: Engine) -> None:
+    """A batch's ids travel as one JSON array: one statement text, however many ids."""
+    stored = [uuid.uuid4() for _ in range(120)]
+    with Session(db) as session, session.begin():
+        rows = _person_rows(make_camp(db), stored, sex="female")
+        store.save_registry(session, Entity.PERSON, rows)
+    absent = [uuid.uuid4() for _ in range(1_000)]
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        statements.append((statement, params))
+
+    event.listen(db, "before_cursor_execute", seen)
+    try:
+        with Session(db) as session, session.begin():
+            loaded = store.load_registry(session, Entity.PERSON, stored + absent, lock=True)
+            again = store.load_registry(session, Entity.PERSON, stored[:3], lock=True)
+    finally:
+        event.remove(db, "before_cursor_execute", seen)
+    assert sorted(loaded) == sorted(stored)
+    assert all(loaded[pid].state.values["sex"] == "female" for pid in stored)
+    assert sorted(again) == sorted(stored[:3])
+    selects = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2
+    assert selects[0][0] == selects[1][0]  # the same text for 1,120 ids and for 3
+    assert all(len(p) == 1 for _, p in selects)  # type: ignore[arg-type]
