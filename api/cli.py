@@ -81,14 +81,18 @@ def run(action: Callable[[Session], T]) -> T:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes. On SQLite they take turns to write; two use both cores.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP server. On the embedded SQLite it first brings the schema up to date."""
     import uvicorn
 
     settings = get_settings()
-    if settings.is_sqlite and workers > 1:
-        fail("SQLite has a single writer: use --workers 1, or PostgreSQL for more workers")
     ready_engine(settings).dispose()
     database = settings.effective_database_url.split(":", 1)[0]
     typer.echo(f"campsync listening on http://{host}:{port} ({database})", err=True)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from api.config import Settings
@@ -32,8 +37,17 @@ def migrations_dir() -> Path:
     raise RuntimeError("the migrations directory is missing from this installation")
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine tuned for campsync's access pattern on either database."""
+    # JSON columns through orjson: several times faster than the standard library both ways
+    # (a pull page reads and a receipt writes thousands of values), and it also writes the
+    # UUIDs and datetimes that the standard library refuses.
+    kwargs.setdefault("json_serializer", _json_text)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -75,25 +89,89 @@ def engine_from_settings(settings: Settings) -> Engine:
     return make_engine(settings.effective_database_url)
 
 
-_sqlite_writers: dict[str, threading.Lock] = {}
+WRITER_PATIENCE_SECONDS = 30.0
+"""How long a writer waits for its turn on SQLite, as long as SQLite's own busy timeout."""
+
+
+class SQLiteWriter:
+    """The write turn on one SQLite database file, shared by threads and processes.
+
+    Threads of one process queue on a thread lock: a writer waiting in SQLite's busy handler
+    sleeps and polls, so under load the lock passes late and unfairly (batch latency p99 in
+    seconds), while a thread lock hands it over at once. Processes (``serve --workers N``)
+    then take an exclusive ``flock`` on ``<database>.writer``; only one thread per process
+    ever waits for it, polling every millisecond, and gives up after ``patience`` seconds
+    with SQLite's own "database is locked" error, which callers already answer with 503.
+    """
+
+    def __init__(self, database: str, patience: float = WRITER_PATIENCE_SECONDS) -> None:
+        self._threads = threading.Lock()
+        self._path = f"{database}.writer" if database and database != ":memory:" else None
+        self._patience = patience
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            # A forked child gets its own open file: flock locks belong to the open file,
+            # and a shared one would let parent and child write at once.
+            self._fd = os.open(self._path or "", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def __enter__(self) -> None:
+        if not self._threads.acquire(timeout=self._patience):
+            raise _locked()
+        if self._path is None:
+            return
+        try:
+            fd = self._file()
+            deadline = time.monotonic() + self._patience
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise _locked() from None
+                    time.sleep(0.001)
+                else:
+                    return
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if self._path is not None:
+                fcntl.flock(self._file(), fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+def _locked() -> OperationalError:
+    error = sqlite3.OperationalError("database is locked")
+    return OperationalError("BEGIN IMMEDIATE", None, error)
+
+
+_sqlite_writers: dict[str, SQLiteWriter] = {}
 _sqlite_writers_lock = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.Lock | None:
+def _writer_lock(engine: Engine) -> SQLiteWriter | None:
     if engine.dialect.name != "sqlite":
         return None
     key = engine.url.render_as_string()
     with _sqlite_writers_lock:
-        return _sqlite_writers.setdefault(key, threading.Lock())
+        if key not in _sqlite_writers:
+            _sqlite_writers[key] = SQLiteWriter(engine.url.database or "")
+        return _sqlite_writers[key]
 
 
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction holds the write lock on SQLite; committed on success.
 
-    On SQLite the threads of one process also queue on a lock of their own first: a writer
-    waiting in SQLite's busy handler sleeps and polls, so under load the lock passes late
-    and unfairly (batch latency p99 in seconds); a thread lock hands it over at once.
+    On SQLite the writer first takes its turn from :class:`SQLiteWriter`.
     """
     lock = _writer_lock(engine)
     with lock if lock is not None else nullcontext():

@@ -1,9 +1,9 @@
 """Ingest benchmark: sealed batches over HTTP into a real server, against the raw bulk upsert.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgresql] [--url URL] [--records N]
-                                     [--devices K]
+                                     [--devices K] [--workers W]
 
-It starts ``campsync serve`` (2 workers on PostgreSQL), enrols K simulated tablets, seals
+It starts ``campsync serve`` (2 workers), enrols K simulated tablets, seals
 batches of 500 operations (households and their people, 1 to 5) before the clock starts, and
 pushes them from K threads. In the same run it writes the very rows the server stored straight
 into a fresh database of the same kind, the fastest way the driver offers (SQLite: multi-row
@@ -309,6 +309,13 @@ def _pg(value: Any) -> Any:
 # --------------------------------------------------------------------------- run
 
 
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (all cores, all processes)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -320,9 +327,9 @@ def main() -> None:
     parser.add_argument("--url", help=f"PostgreSQL base URL (default {DEFAULT_PG})")
     parser.add_argument("--records", type=int, default=60_000)
     parser.add_argument("--devices", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=None, help="default: 2 on PostgreSQL")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     args = parser.parse_args()
-    workers = args.workers or (2 if args.db == "postgresql" else 1)
+    workers = args.workers
     workdir = Path(tempfile.mkdtemp(prefix="campsync-bench-"))
     url = fresh_database(args.db, args.url, "", workdir)
     raw_url = fresh_database(args.db, args.url, "_raw", workdir)
@@ -384,6 +391,7 @@ def main() -> None:
         ]
         settle(url)
         cpu_before = server.cpu_seconds()
+        busy_before, total_before = machine_ticks()
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -392,6 +400,8 @@ def main() -> None:
             time.sleep(0.2)
         push_seconds = time.perf_counter() - started
         server_cpu = server.cpu_seconds() - cpu_before
+        busy_after, total_after = machine_ticks()
+        machine_busy = (busy_after - busy_before) / max(1, total_after - total_before)
         if failures:
             print(f"  {len(failures)} batches failed, e.g. {failures[0]}")
         records_per_s = total / push_seconds
@@ -418,6 +428,10 @@ def main() -> None:
         f"({push_seconds:.1f} s, outcomes {outcomes})"
     )
     print(f"  server CPU:       {server_cpu * 1e6 / total:9,.0f} µs/record (server processes only)")
+    print(
+        f"  machine CPU busy: {machine_busy:9.0%}  of {os.cpu_count()} cores while pushing "
+        "(server, database and this process)"
+    )
     print(f"  raw bulk upsert:  {raw_per_s:9,.0f} records/s  ({seconds:.1f} s)")
     print(f"  ratio:            {records_per_s / raw_per_s:9.2f}")
     print(f"  batch latency:    p50 {p50:.0f} ms, p99 {p99:.0f} ms")
@@ -440,6 +454,7 @@ def main() -> None:
                 "p99_ms": round(p99, 1),
                 "server_rss_mb": round(rss_peak, 1),
                 "server_cpu_us_per_record": round(server_cpu * 1e6 / total, 1),
+                "machine_cpu_busy": round(machine_busy, 3),
                 "pull_records_per_s": round(len(rows) / pull_seconds),
                 "failed_batches": len(failures),
             }

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from campsync_sync import REGISTRY_ENTITIES, pii_fields
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlmodel import Session, col
 
 from api.audit.models import AuditLog
@@ -23,6 +23,10 @@ from api.types import utcnow
 GENESIS = "0" * 64
 # Any constant: PostgreSQL serialises appends on this advisory lock, so the chain never forks.
 _LOCK_KEY = 0x63616D7073796E63  # "campsync"
+_TABLE = AuditLog.__table__  # type: ignore[attr-defined]
+# Built once: SQLAlchemy then finds their compiled form without walking a new statement.
+_LAST_HASH = select(_TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
 _PERSONAL_KEYS = frozenset().union(*(pii_fields(e) for e in REGISTRY_ENTITIES))
 
 
@@ -84,9 +88,7 @@ def append(
     _refuse_personal_keys(details or {})
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    prev = session.execute(
-        select(col(AuditLog.hash)).order_by(col(AuditLog.id).desc()).limit(1)
-    ).scalar_one_or_none()
+    prev = session.execute(_LAST_HASH).scalar_one_or_none()
     entry = AuditLog(
         at=utcnow(),
         actor_type=actor_type,
@@ -100,8 +102,9 @@ def append(
         hash="",
     )
     entry.hash = entry_hash(entry.prev_hash, entry)
-    session.add(entry)
-    session.flush()
+    # One Core INSERT rather than the unit of work: a sync push appends an entry per batch.
+    values = entry.model_dump(exclude={"id"})
+    entry.id = session.execute(_INSERT, values).scalar_one()
     return entry
 
 

@@ -89,8 +89,8 @@ def _latest(
             .where(
                 store.among(
                     ChangeLog.__table__.c.entity_id,  # type: ignore[attr-defined]
-                    {r[1] for r in touched},
                     session.get_bind().dialect.name,
+                    {r[1] for r in touched},
                 ),
                 col(ChangeLog.seq) > upper,
             )

@@ -212,6 +212,32 @@ def test_a_fault_at_any_statement_leaves_no_partial_batch_and_the_retry_succeeds
     assert device.last_seq == statements + 1
 
 
+def test_a_push_runs_the_same_statements_whatever_its_size(
+    client, db: Engine, settings, keyring: Keyring
+) -> None:  # type: ignore[no-untyped-def]
+    camp = make_camp(db)
+    tablet = make_tablet(client, db, camp)
+    keyring.current()
+
+    def family(people: int) -> list[Any]:
+        hid = uuid7()
+        return [tablet.household(hid)] + [tablet.person(hid) for _ in range(people)]
+
+    def statements(ops: list[Any]) -> list[str]:
+        sealed = tablet.seal_batch(ops)
+        seen: list[str] = []
+        with _hook(db, lambda _c, _k, statement, *_: seen.append(statement.split()[0])):
+            receipt = _push(db, settings, keyring, tablet, sealed)
+        assert {r.outcome for r in receipt.results} == {Outcome.APPLIED}
+        return seen
+
+    small = statements(family(2))
+    large = statements(family(2) + [op for _ in range(40) for op in family(5)])
+    # One statement per table and step, however many rows: no per-row SQL anywhere.
+    assert large == small
+    assert len(small) <= 20, small
+
+
 WRITES = int(os.environ.get("CAMPSYNC_S7_WRITES", "10000"))
 
 

@@ -83,7 +83,6 @@ def test_a_tablet_syncs_with_a_live_server_across_a_restart(db: Engine, tmp_path
     assert '"route": "/v1/sync/batches/{batch_id}"' in log
 
 
-@pytest.mark.postgres_only
 def test_several_workers_merge_many_devices_once_each(db: Engine, tmp_path: Path) -> None:
     server = LiveServer(db.url.render_as_string(hide_password=False), tmp_path, workers=2)
     server.start()

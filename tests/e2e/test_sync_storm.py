@@ -38,8 +38,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def test_a_reconnect_storm_is_absorbed_without_loss(db: Engine, tmp_path: Path) -> None:
-    workers = 2 if db.dialect.name == "postgresql" else 1
-    server = LiveServer(db.url.render_as_string(hide_password=False), tmp_path, workers=workers)
+    server = LiveServer(db.url.render_as_string(hide_password=False), tmp_path, workers=2)
     server.start()
     try:
         camp = make_camp(db)
