@@ -94,7 +94,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.engine = app_engine
     app.state.keyring = keyring
-    app.state.push_gate = sync.PushGate(patience=min(10.0, settings.request_timeout_seconds))
+    app.state.push_gate = sync.PushGate(
+        patience=min(10.0, settings.request_timeout_seconds),
+        merges=sync.SQLITE_MERGES_AT_ONCE if settings.is_sqlite else sync.MERGES_AT_ONCE,
+    )
     install_error_handlers(app)
     # Added innermost first: request id → body limit → unhandled errors → the app.
     app.add_middleware(UnhandledErrorMiddleware)

@@ -293,10 +293,11 @@ def test_a_push_beyond_capacity_is_told_when_to_come_back(client, db: Engine) ->
     assert int(response.headers["retry-after"]) > 0
 
 
-def test_admitted_pushes_merge_two_at_a_time() -> None:
-    from api.routes.sync import MERGES_AT_ONCE, PushGate
+@pytest.mark.parametrize("merges", [1, 2])
+def test_admitted_pushes_merge_a_few_at_a_time(merges: int) -> None:
+    from api.routes.sync import PushGate
 
-    gate = PushGate()
+    gate = PushGate(merges=merges)
     running, most = 0, 0
 
     async def push() -> None:
@@ -311,7 +312,15 @@ def test_admitted_pushes_merge_two_at_a_time() -> None:
         await asyncio.gather(*(push() for _ in range(8)))
 
     asyncio.run(storm())
-    assert most == MERGES_AT_ONCE == 2
+    assert most == merges
+
+
+def test_the_app_merges_one_push_at_a_time_per_process_on_sqlite_only(client, db: Engine) -> None:  # type: ignore[no-untyped-def]
+    from api.routes.sync import MERGES_AT_ONCE, SQLITE_MERGES_AT_ONCE
+
+    expected = SQLITE_MERGES_AT_ONCE if db.dialect.name == "sqlite" else MERGES_AT_ONCE
+    assert (SQLITE_MERGES_AT_ONCE, MERGES_AT_ONCE) == (1, 2)
+    assert client.app.state.push_gate.merges == expected
 
 
 def test_keys_can_live_in_the_database(db: Engine, settings) -> None:  # type: ignore[no-untyped-def]
