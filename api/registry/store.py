@@ -7,6 +7,10 @@ table, and as the very last step take a commit sequence number from the ``sync_c
 and append the change-log rows under it. The counter row stays locked until commit, so sequence
 order is commit order and a pull cursor never skips a transaction that committed late
 (DESIGN.md section 5). No per-row ORM objects: rows travel as dicts.
+
+Every transaction that writes a registry record or an event appends change-log rows under a
+new commit seq. The pull feed needs it, and so does the SQLite push path, which merges in a
+read snapshot and asks :func:`changed_since` whether it may keep that merge.
 """
 
 from __future__ import annotations
@@ -387,6 +391,29 @@ def allocate_commit_seq(session: Session) -> int:
     return int(session.execute(_next_seq(session.get_bind().dialect.name)).scalar_one())
 
 
+_COUNTERS: Final = SyncCounter.__table__  # type: ignore[attr-defined]
+_CHANGES: Final = ChangeLog.__table__  # type: ignore[attr-defined]
+_COUNTER: Final = select(_COUNTERS.c.value).where(_COUNTERS.c.name == bindparam("name"))
+_DELIVERED: Final = (
+    select(_CHANGES.c.id)
+    .where(
+        _CHANGES.c.camp_id == bindparam("camp_id"),
+        _CHANGES.c.seq > bindparam("seq"),
+        _CHANGES.c.entity == Entity.SERVICE_DELIVERY.value,
+    )
+    .limit(1)
+)
+
+
+@functools.cache
+def _changed_ids(dialect: str) -> Select[Any]:
+    return (
+        select(_CHANGES.c.id)
+        .where(among(_CHANGES.c.entity_id, dialect), _CHANGES.c.seq > bindparam("seq"))
+        .limit(1)
+    )
+
+
 @functools.cache
 def _next_seq(dialect: str) -> Any:
     table = SyncCounter.__table__  # type: ignore[attr-defined]
@@ -395,6 +422,35 @@ def _next_seq(dialect: str) -> Any:
     return upsert.on_conflict_do_update(
         index_elements=[table.c.name], set_={"value": table.c.value + 1}
     ).returning(table.c.value)
+
+
+def commit_seq(session: Session) -> int:
+    """The last commit sequence number handed out (0 before the first)."""
+    value = session.execute(_COUNTER, {"name": CHANGE_SEQ}).scalar_one_or_none()
+    return int(value or 0)
+
+
+def changed_since(
+    session: Session, seq: int, ids: Collection[uuid.UUID], *, deliveries_in: str | None
+) -> bool:
+    """Whether a commit after ``seq`` changed one of these records or events.
+
+    With ``deliveries_in``, a service delivery recorded in that camp counts as a change too.
+    """
+    if commit_seq(session) == seq:
+        return False
+    dialect = session.get_bind().dialect.name
+    if (
+        ids
+        and session.execute(
+            _changed_ids(dialect), {"seq": seq, "ids": ids_json(ids, dialect)}
+        ).first()
+    ):
+        return True
+    if deliveries_in is None:
+        return False
+    found = session.execute(_DELIVERED, {"seq": seq, "camp_id": deliveries_in}).first()
+    return found is not None
 
 
 @dataclass(slots=True)

@@ -5,6 +5,10 @@ before the transaction; inside it, load every row the batch touches with one que
 (row locks in id order on PostgreSQL), merge in memory with ``campsync_sync``'s pure rules,
 and write with one bulk statement per table. An invalid operation is rejected in the receipt
 and quarantined; it never blocks the rest of its batch.
+
+On SQLite, where writers take turns, :meth:`BatchMerger.merge` first runs in a read snapshot
+and only :meth:`BatchMerger.write` in the writer's turn, unless the change log shows that
+something the merge read changed in between (``api.sync.service._draft``).
 """
 
 from __future__ import annotations
@@ -108,7 +112,9 @@ class _Scope:
             entity: store.load_events(session, entity, ids, lock=True)
             for entity, ids in events.items()
         }
+        self.looked_up: set[uuid.UUID] = households | persons | set().union(*events.values())
         self.prior: dict[tuple[uuid.UUID, str], list[EventState]] = {}
+        self.prior_loaded = bool(delivered)
         if delivered:
             times = [op.delivered_at for op in delivered]
             for state in store.load_prior_deliveries(
@@ -161,6 +167,7 @@ class BatchMerger:
         self.conflicts: list[dict[str, Any]] = []
         self.flags: list[dict[str, Any]] = []
         self.quarantine: list[dict[str, Any]] = []
+        self.results: list[OpResult] = []
         self.max_hlc: str | None = None
 
     # -- per operation
@@ -367,18 +374,42 @@ class BatchMerger:
     # -- the batch
 
     def run(self) -> MergeResult:
-        results = []
+        """Merge, then write, in the session's transaction."""
+        self.merge()
+        return self.write(self.session)
+
+    def merge(self) -> None:
+        """Merge every operation into the loaded rows, in memory: no SQL."""
         for item in self.prepared:
             if item.rejected is not None:
-                results.append(self._reject(item, item.rejected))
+                self.results.append(self._reject(item, item.rejected))
                 continue
             try:
-                results.append(self._apply(item))
+                self.results.append(self._apply(item))
             except Rejected as exc:
-                results.append(self._reject(item, exc))
+                self.results.append(self._reject(item, exc))
+
+    def write(self, session: Session) -> MergeResult:
+        """Write what :meth:`merge` decided, in ``session``'s transaction."""
+        self.session = session
         self._write()
-        counts = Counter(r.outcome.value for r in results)
-        return MergeResult(results, self.changes, self.max_hlc, dict(counts))
+        counts = Counter(r.outcome.value for r in self.results)
+        return MergeResult(self.results, self.changes, self.max_hlc, dict(counts))
+
+    def read_since(self, session: Session, seq: int) -> bool:
+        """Whether a transaction committed after ``seq`` changed anything this merge read.
+
+        Every write of a registry record or an event appends to the change log under a new
+        commit seq (:mod:`api.registry.store`), so the log says which of the ids this merge
+        looked up (found or not) changed since. Deliveries to other records can make a
+        delivery of this batch a double distribution: any new delivery in the camp counts.
+        """
+        return store.changed_since(
+            session,
+            seq,
+            self.scope.looked_up,
+            deliveries_in=self.scope.camp if self.scope.prior_loaded else None,
+        )
 
     def _resolve_devices(self) -> None:
         nodes = {c["current_hlc"][16:] for c in self.conflicts if c["current_hlc"]}

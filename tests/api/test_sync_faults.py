@@ -238,6 +238,96 @@ def test_a_push_runs_the_same_statements_whatever_its_size(
     assert len(small) <= 20, small
 
 
+@contextmanager
+def _between_draft_and_turn(monkeypatch, action: Any) -> Iterator[list[int]]:  # type: ignore[no-untyped-def]
+    """Run ``action`` once, after the next push drafted its merge and before its write turn.
+
+    Yields the number of merges each push ran (two when a draft was thrown away).
+    """
+    from api.sync.merge import BatchMerger
+
+    drafted, merges = service._draft, [0]
+    armed = [True]
+
+    def draft(*args: Any) -> Any:
+        result = drafted(*args)
+        if armed[0]:
+            armed[0] = False
+            action()
+        return result
+
+    original = BatchMerger.merge
+
+    def merge(self: BatchMerger) -> None:
+        merges[0] += 1
+        original(self)
+
+    monkeypatch.setattr(service, "_draft", draft)
+    monkeypatch.setattr(BatchMerger, "merge", merge)
+    yield merges
+
+
+def test_a_draft_merge_is_kept_when_nothing_it_read_changed(
+    client, db: Engine, settings, keyring: Keyring, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    camp = make_camp(db)
+    one, two = make_tablet(client, db, camp), make_tablet(client, db, camp)
+    keyring.current()
+    hid = uuid7()
+    sealed = one.seal_batch([one.household(hid), one.person(hid)])
+    other = two.seal_batch([two.household()])
+    with _between_draft_and_turn(
+        monkeypatch, lambda: _push(db, settings, keyring, two, other)
+    ) as merges:
+        receipt = _push(db, settings, keyring, one, sealed)
+    assert [r.outcome for r in receipt.results] == [Outcome.APPLIED, Outcome.APPLIED]
+    # SQLite drafts before its turn and keeps the draft; PostgreSQL merges under row locks.
+    assert merges[0] == 2
+    assert table_counts(db)["household"] == 2
+
+
+def test_a_draft_merge_is_redone_when_a_record_it_read_changed(
+    client, db: Engine, settings, keyring: Keyring, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    camp = make_camp(db)
+    one, two = make_tablet(client, db, camp), make_tablet(client, db, camp)
+    keyring.current()
+    hid = uuid7()
+    _push(db, settings, keyring, one, one.seal_batch([one.household(hid)]))
+    edit = one.seal_batch([one.patch("household", hid, {"crossing_point": "Torkham"})])
+    other = two.seal_batch([two.patch("household", hid, {"phone": "+93700000000"})])
+    with _between_draft_and_turn(
+        monkeypatch, lambda: _push(db, settings, keyring, two, other)
+    ) as merges:
+        _push(db, settings, keyring, one, edit)
+    expected = 3 if db.dialect.name == "sqlite" else 2
+    assert merges[0] == expected
+    with Session(db) as session:
+        household = session.get(Household, hid)
+    assert household is not None
+    # Neither edit is lost.
+    assert (household.crossing_point, household.phone) == ("Torkham", "+93700000000")
+
+
+def test_a_draft_merge_is_redone_when_a_delivery_lands_in_the_camp(
+    client, db: Engine, settings, keyring: Keyring, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    camp = make_camp(db)
+    one, two = make_tablet(client, db, camp), make_tablet(client, db, camp)
+    keyring.current()
+    hid = uuid7()
+    _push(db, settings, keyring, one, one.seal_batch([one.household(hid)]))
+    mine = one.seal_batch([one.service(hid, "food_ration")])
+    theirs = two.seal_batch([two.service(hid, "food_ration")])
+    with _between_draft_and_turn(
+        monkeypatch, lambda: _push(db, settings, keyring, two, theirs)
+    ) as merges:
+        receipt = _push(db, settings, keyring, one, mine)
+    assert merges[0] == (3 if db.dialect.name == "sqlite" else 2)
+    # The delivery that landed first makes this one a possible double distribution.
+    assert [r.outcome for r in receipt.results] == [Outcome.FLAGGED]
+
+
 WRITES = int(os.environ.get("CAMPSYNC_S7_WRITES", "10000"))
 
 
