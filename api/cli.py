@@ -7,6 +7,7 @@ take it with ``tail -n 1``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ def serve(
 
     settings = get_settings()
     ready_engine(settings).dispose()
+    os.environ["CAMPSYNC_WORKERS"] = str(workers)  # read by each worker's settings
     database = settings.effective_database_url.split(":", 1)[0]
     typer.echo(f"campsync listening on http://{host}:{port} ({database})", err=True)
     uvicorn.run(

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     key_rotation_grace_days: int = Field(default=90, ge=1)
     """A retired transport key stays usable this long (the maximum outbox age)."""
 
+    workers: int = Field(default=1, ge=1)
+    """Server processes; ``campsync serve --workers N`` sets it for the processes it starts."""
+
     @field_validator("database_url")
     @classmethod
     def _postgres_driver(cls, value: str | None) -> str | None:

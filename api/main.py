@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.push_gate = sync.PushGate(
         patience=min(10.0, settings.request_timeout_seconds),
         merges=sync.SQLITE_MERGES_AT_ONCE if settings.is_sqlite else sync.MERGES_AT_ONCE,
+        rebalance=settings.workers > 1,
     )
     install_error_handlers(app)
     # Added innermost first: request id → body limit → unhandled errors → the app.

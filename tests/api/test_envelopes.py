@@ -323,6 +323,25 @@ def test_the_app_merges_one_push_at_a_time_per_process_on_sqlite_only(client, db
     assert client.app.state.push_gate.merges == expected
 
 
+def test_a_crowded_worker_sends_tablets_elsewhere_only_when_there_are_others(
+    db: Engine, settings
+) -> None:  # type: ignore[no-untyped-def]
+    for workers in (1, 2):
+        app = create_app(settings.model_copy(update={"workers": workers}), engine=db)
+        with TestClient(app) as client:
+            gate = client.app.state.push_gate
+            assert gate.rebalance == (workers > 1)
+            tablet = make_tablet(client, db)
+            alone = tablet.put(*tablet.seal_batch([tablet.household()]))
+            gate.admitted += 1  # another push of this worker waits for its turn
+            crowded = tablet.put(*tablet.seal_batch([tablet.household()]))
+            gate.admitted -= 1
+        assert alone.status_code == crowded.status_code == 200
+        assert "close" not in alone.headers.get("connection", "")
+        # Only a worker with siblings closes: the tablet's next connection may reach one.
+        assert ("close" in crowded.headers.get("connection", "")) == (workers > 1)
+
+
 def test_keys_can_live_in_the_database(db: Engine, settings) -> None:  # type: ignore[no-untyped-def]
     in_db = settings.model_copy(update={"key_store": "database"})
     with TestClient(create_app(in_db, engine=db)) as client:
