@@ -376,7 +376,7 @@ class BatchMerger:
     def run(self) -> MergeResult:
         """Merge, then write, in the session's transaction."""
         self.merge()
-        return self.write(self.session)
+        return self.write(self.session, self.now)
 
     def merge(self) -> None:
         """Merge every operation into the loaded rows, in memory: no SQL."""
@@ -389,9 +389,14 @@ class BatchMerger:
             except Rejected as exc:
                 self.results.append(self._reject(item, exc))
 
-    def write(self, session: Session) -> MergeResult:
-        """Write what :meth:`merge` decided, in ``session``'s transaction."""
+    def write(self, session: Session, now: dt.datetime) -> MergeResult:
+        """Write what :meth:`merge` decided, in ``session``'s transaction.
+
+        Records and events are stamped ``now``: for a merge drafted earlier, the time of the
+        write rather than of the draft, so ``updated_at`` stays close to commit order.
+        """
         self.session = session
+        self.now = now
         self._write()
         counts = Counter(r.outcome.value for r in self.results)
         return MergeResult(self.results, self.changes, self.max_hlc, dict(counts))

@@ -8,7 +8,6 @@ device's seq and store the receipt, so an acknowledged batch is never lost nor a
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import threading
 import uuid
@@ -379,9 +378,7 @@ class _Draft:
     merger: BatchMerger
 
 
-def _draft(
-    engine: Engine, device: Device, batch: Batch, prepared: list[Prepared], now: dt.datetime
-) -> _Draft | None:
+def _draft(engine: Engine, device: Device, batch: Batch, prepared: list[Prepared]) -> _Draft | None:
     """On SQLite, merge in a read snapshot before taking the writer's turn.
 
     Writers take turns on SQLite, so everything done while holding the turn limits how many
@@ -394,7 +391,7 @@ def _draft(
         return None
     with read_session(engine) as session:
         seq = store.commit_seq(session)  # the snapshot starts here, before the loads
-        merger = BatchMerger(session, device=device, batch=batch, prepared=prepared, now=now)
+        merger = BatchMerger(session, device=device, batch=batch, prepared=prepared, now=utcnow())
         merger.merge()
     return _Draft(seq, merger)
 
@@ -409,8 +406,7 @@ def _apply(
     prepared: list[Prepared],
     digest: str,
 ) -> PushResult:
-    now = utcnow()
-    draft = _draft(engine, device, batch, prepared, now)
+    draft = _draft(engine, device, batch, prepared)
     with write_session(engine) as session:
         if session.get_bind().dialect.name == "postgresql":
             timeout = max(1, int(settings.request_timeout_seconds * 1000))
@@ -424,8 +420,9 @@ def _apply(
             return _stored(keys, device, stored, digest)
         if header.seq != locked.last_seq + 1:
             raise _Recheck
+        now = utcnow()
         if draft is not None and not draft.merger.read_since(session, draft.seq):
-            merged = draft.merger.write(session)
+            merged = draft.merger.write(session, now)
         else:
             merger = BatchMerger(session, device=device, batch=batch, prepared=prepared, now=now)
             merged = merger.run()
