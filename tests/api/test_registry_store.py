@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 
+import orjson
+import pytest
 from campsync_sync import Clock, Entity, FieldWrite, PatchOp, apply_registry_op, normalize_operation
 from sqlalchemy import Engine, event, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from api.registry import store
+from api.registry import bulk, store
 from api.registry.models import ChangeLog, Person
 from tests.factories import make_camp
+
+
+@contextlib.contextmanager
+def _statements(db: Engine) -> Iterator[list[tuple[str, object]]]:
+    """The statements ``db`` runs inside the block, with their parameters."""
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        statements.append((statement, params))
+
+    event.listen(db, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(db, "before_cursor_execute", seen)
 
 
 def _person_op(clock: Clock, person_id: uuid.UUID, **fields: object) -> PatchOp:
@@ -189,18 +209,9 @@ def test_loads_bind_their_ids_as_one_value(db: Engine) -> None:
         rows = _person_rows(make_camp(db), stored, sex="female")
         store.save_registry(session, Entity.PERSON, rows)
     absent = [uuid.uuid4() for _ in range(1_000)]
-    statements: list[tuple[str, object]] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
-        statements.append((statement, params))
-
-    event.listen(db, "before_cursor_execute", seen)
-    try:
-        with Session(db) as session, session.begin():
-            loaded = store.load_registry(session, Entity.PERSON, stored + absent, lock=True)
-            again = store.load_registry(session, Entity.PERSON, stored[:3], lock=True)
-    finally:
-        event.remove(db, "before_cursor_execute", seen)
+    with _statements(db) as statements, Session(db) as session, session.begin():
+        loaded = store.load_registry(session, Entity.PERSON, stored + absent, lock=True)
+        again = store.load_registry(session, Entity.PERSON, stored[:3], lock=True)
     assert sorted(loaded) == sorted(stored)
     assert all(loaded[pid].state.values["sex"] == "female" for pid in stored)
     assert sorted(again) == sorted(stored[:3])
@@ -208,3 +219,81 @@ def test_loads_bind_their_ids_as_one_value(db: Engine) -> None:
     assert len(selects) == 2
     assert selects[0][0] == selects[1][0]  # the same text for 1,120 ids and for 3
     assert all(len(p) == 1 for _, p in selects)  # type: ignore[arg-type]
+
+
+def _change_rows(camp: str, count: int, **shared: object) -> list[dict[str, object]]:
+    at = dt.datetime(2026, 11, 20, 8, 30, tzinfo=dt.UTC)
+    rows: list[dict[str, object]] = []
+    for n in range(count):
+        row: dict[str, object] = {
+            "seq": 7,
+            "camp_id": camp,
+            "entity": "person" if n % 2 else "household",
+            "entity_id": uuid.uuid4(),
+            "kind": "create",
+            "op_id": uuid.uuid4(),
+            "batch_id": None,
+            "device_id": uuid.UUID(int=5),
+            "actor": "worker-1",
+            "hlc": f"{n:032x}",
+            "changes": {"status": "active", "n": n},
+            "at": at,
+        }
+        row.update(shared)
+        rows.append(row)
+    return rows
+
+
+def _stored_changes(db: Engine) -> list[dict[str, object]]:
+    with Session(db) as session:
+        found = session.execute(select(ChangeLog).order_by(ChangeLog.id)).scalars().all()  # type: ignore[arg-type]
+        return [row.model_dump(exclude={"id"}) for row in found]
+
+
+def test_values_every_row_shares_are_written_like_the_others(db: Engine) -> None:
+    """On PostgreSQL, a value all rows share travels once, outside the JSON document; the
+    rows stored are the same, whatever the column's type, NULL and JSON included."""
+    camp = make_camp(db)
+    rows = _change_rows(camp, 5, changes={}, batch_id=None)
+    with _statements(db) as statements, Session(db) as session, session.begin():
+        bulk.write(session, ChangeLog.__table__, rows)  # type: ignore[attr-defined]
+    assert _stored_changes(db) == rows
+    if db.dialect.name == "postgresql":
+        (sql, params), *_ = (s for s in statements if s[0].startswith("INSERT"))
+        assert isinstance(params, tuple)
+        *values, document = params
+        at = rows[0]["at"]
+        assert values == [7, camp, "create", None, uuid.UUID(int=5), "worker-1", "{}", at]
+        assert set(orjson.loads(document)[0]) == {"entity", "entity_id", "op_id", "hlc"}
+        assert sql.count("CAST(%s AS") == len(values)
+
+
+def test_one_row_or_rows_alike_in_every_column_are_written_whole(db: Engine) -> None:
+    """Sharing needs two rows and one column that differs; anything else goes as it is."""
+    camp = make_camp(db)
+    one = _change_rows(camp, 1)
+    same = _change_rows(camp, 3, entity_id=uuid.UUID(int=9), op_id=None, hlc=None, entity="x")
+    for row in same:
+        row["changes"] = None
+    with Session(db) as session, session.begin():
+        bulk.write(session, ChangeLog.__table__, one)  # type: ignore[attr-defined]
+        bulk.write(session, ChangeLog.__table__, same)  # type: ignore[attr-defined]
+    assert _stored_changes(db) == one + same
+
+
+def test_shared_values_are_told_apart_by_type() -> None:
+    """``True == 1`` and ``1 == 1.0`` in Python: such values are not one value for a column."""
+    assert bulk._shared([{"a": 1, "b": 0}, {"a": True, "b": 1}], ("a", "b")) == frozenset()
+    assert bulk._shared([{"a": 1.0, "b": 0}, {"a": 1, "b": 1}], ("a", "b")) == frozenset()
+    assert bulk._shared([{"a": None, "b": 0}, {"a": None, "b": 1}], ("a", "b")) == {"a"}
+    assert bulk._shared([{"a": [], "b": 0}, {"a": [], "b": 1}], ("a", "b")) == {"a"}
+
+
+def test_a_value_too_long_for_its_column_is_refused_also_when_shared(db: Engine) -> None:
+    """A shared text value is cast unbounded, so the insert still checks its length."""
+    if db.dialect.name == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    rows = _change_rows(make_camp(db), 3, actor="a" * 65)
+    with pytest.raises(DBAPIError), Session(db) as session, session.begin():
+        bulk.write(session, ChangeLog.__table__, rows)  # type: ignore[attr-defined]
+    assert _stored_changes(db) == []
