@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -208,14 +209,60 @@ class Server:
         self.log.close()
 
 
+GIVEN = (
+    "Ahmad",
+    "Fatima",
+    "Mohammad",
+    "Zahra",
+    "Rahim",
+    "Maryam",
+    "Abdul",
+    "Sima",
+    "Karim",
+    "Nadia",
+    "Hamid",
+    "Laila",
+    "Jawad",
+    "Parwana",
+    "Nasir",
+    "Shabnam",
+    "Farid",
+    "Roya",
+)
+FAMILY = (
+    "Ahmadzai",
+    "Karimi",
+    "Stanekzai",
+    "Popal",
+    "Hotak",
+    "Safi",
+    "Wardak",
+    "Barakzai",
+    "Sultani",
+    "Noori",
+    "Rahimi",
+    "Amiri",
+    "Haidari",
+    "Sadat",
+    "Yousufzai",
+    "Niazi",
+)
+
+
 def workload(tablets: list[Tablet], records: int) -> list[list[list[PatchOp]]]:
-    """Per device, its batches of 500 operations: households, then their people."""
+    """Per device, its batches of 500 operations: households, then their people.
+
+    Names, sexes and birth dates vary from person to person as they do in a camp (drawn
+    from fixed lists with a fixed seed), so no column is constant by accident.
+    """
+    pick = random.Random(2026)
     per_device = records // len(tablets)
     plans: list[list[list[PatchOp]]] = []
     for tablet in tablets:
         ops: list[PatchOp] = []
         while len(ops) < per_device:
             hid = uuid7()
+            family, father = pick.choice(FAMILY), pick.choice(GIVEN)
             ops.append(
                 tablet.household(
                     hid,
@@ -230,12 +277,13 @@ def workload(tablets: list[Tablet], records: int) -> list[list[list[PatchOp]]]:
                 ops.append(
                     tablet.person(
                         hid,
-                        given_name=f"Name{n}",
-                        family_name="Family",
-                        father_name="Father",
-                        date_of_birth=f"19{60 + n * 7}-0{1 + n}-1{n}",
+                        given_name=pick.choice(GIVEN),
+                        family_name=family,
+                        father_name=father,
+                        sex=pick.choice(("female", "male")),
+                        date_of_birth=f"{pick.randint(1950, 2025)}-0{pick.randint(1, 9)}-1{n}",
                         relationship_to_head="head" if n == 0 else "child",
-                        document_type="tazkira",
+                        document_type=pick.choice(("tazkira", "por_card", "acc")),
                         document_number=f"T-{uuid.uuid4().hex[:10].upper()}",
                     )
                 )
