@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -59,6 +58,8 @@ _RANK: Final = {
     Outcome.CONFLICT: 3,
     Outcome.REJECTED: 4,
 }
+_ENTITY: Final = {entity.value: entity for entity in Entity}
+"""An operation's entity name to its Entity: one dict lookup, a twentieth of ``Entity(name)``."""
 _MAX_WINDOW: Final = dt.timedelta(days=max(DEFAULT_ENTITLEMENT_DAYS.values()))
 _CONFLICT_TABLE: Final = Conflict.__table__  # type: ignore[attr-defined]
 _FLAG_TABLE: Final = Flag.__table__  # type: ignore[attr-defined]
@@ -190,8 +191,8 @@ class BatchMerger:
             )
         )
 
-    def _registry(self, op: PatchOp | DeleteOp | RestoreOp) -> tuple[Outcome, list[Any]]:
-        entity = Entity(op.entity)
+    def _registry(self, op: PatchOp | DeleteOp | RestoreOp, hlc: str) -> tuple[Outcome, list[Any]]:
+        entity = _ENTITY[op.entity]
         records = self.scope.registry[entity]
         record = records.get(op.id)
         if record is not None and record.camp_id != self.scope.camp:
@@ -213,7 +214,6 @@ class BatchMerger:
             record.state = state
         if effect.kind != "noop":
             self.dirty[entity].add(op.id)
-            hlc = op.hlc if isinstance(op, DeleteOp | RestoreOp) else _patch_max(op)
             self._stamp(hlc)
             self._change(entity, op.id, op, kind=effect.kind, hlc=hlc, changes=effect.changes)
         return effect.outcome, effect.conflicts
@@ -254,7 +254,7 @@ class BatchMerger:
         return Outcome.FLAGGED, [flag.id]
 
     def _void(self, op: VoidOp) -> Outcome:
-        entity = Entity(op.entity)
+        entity = _ENTITY[op.entity]
         events = self.scope.events[entity]
         existing = events.get(op.id)
         if existing is not None and existing.camp_id != self.scope.camp:
@@ -296,7 +296,7 @@ class BatchMerger:
         conflict_ids: list[uuid.UUID] = []
         flag_ids: list[uuid.UUID] = []
         if isinstance(op, PatchOp | DeleteOp | RestoreOp):
-            outcome, conflicts = self._registry(op)
+            outcome, conflicts = self._registry(op, item.hlc)
             for conflict in conflicts:
                 self.conflicts.append(self._conflict_row(conflict))
                 conflict_ids.append(conflict.id)
@@ -466,10 +466,3 @@ class BatchMerger:
 
 def _event_entity(op: Operation) -> str:
     return "service_delivery" if isinstance(op, ServiceOp) else "referral"
-
-
-def _patch_max(op: PatchOp) -> str:
-    stamps: Iterable[str] = [w.hlc for w in op.fields.values()] + [
-        c.hlc for changes in op.sets.values() for c in changes
-    ]
-    return max(stamps, default="0" * 32)

@@ -17,14 +17,17 @@ from campsync_sync import (
     HLC,
     SUPPORTED_SCHEMA_VERSIONS,
     Batch,
+    DeleteOp,
     FieldWrite,
     Operation,
     PatchOp,
     Rejected,
     RejectReason,
+    RestoreOp,
     ServiceOp,
     SetChange,
     clamp,
+    latest_clock,
     normalize_operation,
     parse_operation,
 )
@@ -42,6 +45,8 @@ class Prepared:
     op_id: uuid.UUID | None = None
     rejected: Rejected | None = None
     clamped: bool = False
+    hlc: str = ""
+    """The operation's latest clock, once bounded (``campsync_sync.latest_clock``)."""
 
 
 def _op_id_of(raw: dict[str, Any]) -> uuid.UUID | None:
@@ -75,15 +80,11 @@ class Clamper:
         return str(stamp), clamped
 
 
-def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool]:
-    """The operation with every clock bounded, and whether any was clamped."""
-    if isinstance(op, PatchOp):
-        stamps = [w.hlc for w in op.fields.values()]
-        stamps += [c.hlc for changes in op.sets.values() for c in changes]
-        if not stamps or max(stamps) <= clamper.ceiling:
-            return op, False
-    elif op.hlc <= clamper.ceiling:
-        return op, False
+def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool, str]:
+    """The operation with every clock bounded, whether any was clamped, its latest clock."""
+    latest = latest_clock(op) if isinstance(op, PatchOp | DeleteOp | RestoreOp) else op.hlc
+    if latest <= clamper.ceiling:
+        return op, False, latest
     hit = False
 
     def bound(text: str) -> str:
@@ -105,9 +106,12 @@ def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool]:
                 sets[name].append(
                     change if stamp == change.hlc else change.model_copy(update={"hlc": stamp})
                 )
-        return (op.model_copy(update={"fields": fields, "sets": sets}) if hit else op), hit
+        if not hit:
+            return op, False, latest
+        bounded = op.model_copy(update={"fields": fields, "sets": sets})
+        return bounded, True, latest_clock(bounded)
     stamp = bound(op.hlc)
-    return (op.model_copy(update={"hlc": stamp}) if hit else op), hit
+    return (op.model_copy(update={"hlc": stamp}) if hit else op), hit, stamp
 
 
 class TypedBatch(Batch):
@@ -164,5 +168,5 @@ def prepare(batch: Batch, clamper: Clamper) -> list[Prepared]:
         if isinstance(op, ServiceOp) and op.delivered_at.utcoffset():
             # Stored in UTC; normalising here makes a replayed event compare equal.
             op = op.model_copy(update={"delivered_at": op.delivered_at.astimezone(dt.UTC)})
-        item.op, item.clamped = _clamp_op(op, clamper)
+        item.op, item.clamped, item.hlc = _clamp_op(op, clamper)
     return prepared

@@ -218,6 +218,17 @@ def test_clocks_from_the_future_are_clamped_in_order_and_flagged(client, db: Eng
     assert stamp.node == node_id_for(tablet.device_id)
     assert {f.kind for f in flags} == {"clock_clamped"}
     assert {f.id for f in flags} == {i for r in receipt.results for i in r.flag_ids}
+    # The history and the server's own clock hold the clamped stamps, not the future ones.
+    with Session(db) as session:
+        logged = sorted(
+            session.execute(
+                select(ChangeLog.hlc).where(ChangeLog.entity_id == hid)  # type: ignore[arg-type]
+            ).scalars()
+        )
+    assert len(logged) == 2
+    assert logged[-1] == household.clocks["shelter_status"]
+    assert all(HLC.decode(h).millis <= limit.timestamp() * 1000 for h in logged)
+    assert HLC.decode(receipt.server_hlc).millis <= limit.timestamp() * 1000
 
 
 def test_double_distribution_is_stored_and_flagged(client, db: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from campsync_sync import (
     validate_field,
 )
 from campsync_sync.fields import DEFAULT_ENTITLEMENT_DAYS, SERVICES
+from hypothesis import given
+from hypothesis import strategies as st
 
 H, P = Entity.HOUSEHOLD, Entity.PERSON
 
@@ -240,3 +243,13 @@ def test_the_field_table_in_the_spec_matches_the_catalogue() -> None:
         for n, s in ENTITY_FIELDS[e].items()
     }
     assert documented == actual
+
+
+@given(st.uuids())
+def test_every_spelling_of_a_uuid_has_one_normal_form(value: uuid.UUID) -> None:
+    """The normal form is taken as it is; other spellings are parsed into it."""
+    normal = str(value)
+    spellings = [normal, normal.upper(), value.hex, f"{{{normal}}}", f"urn:uuid:{normal}"]
+    assert {validate_field(P, "household_id", s) for s in spellings} == {normal}
+    assert reason(P, "household_id", normal + "\n") == "invalid_format"
+    assert reason(P, "household_id", normal[:-1] + "g") == "invalid_format"

@@ -19,6 +19,7 @@ from campsync_sync import (
     RowState,
     SetChange,
     apply_registry_op,
+    latest_clock,
     op_state,
     record_state_from_row,
     record_state_to_row,
@@ -56,6 +57,16 @@ def created(**values) -> RecordState:
     """A record created by tablet A at time 10."""
     state, _ = apply(None, patch({k: (v, h(10), None) for k, v in values.items()}))
     return state
+
+
+def test_the_latest_clock_of_an_operation_is_its_greatest_stamp() -> None:
+    edit = patch({"given_name": ("Ahmad", h(30), None), "sex": ("male", h(20), None)})
+    assert latest_clock(edit) == h(30)
+    assert latest_clock(patch(sets={"vulnerabilities": [("disability", True, h(40))]})) == h(40)
+    assert latest_clock(patch()) == "0" * 32
+    delete = DeleteOp(op_id=uuid.uuid4(), entity="person", id=RID, hlc=h(50), reason="duplicate")
+    assert latest_clock(delete) == h(50)
+    assert latest_clock(RestoreOp(op_id=uuid.uuid4(), entity="person", id=RID, hlc=h(60))) == h(60)
 
 
 # ------------------------------------------------------------------------- creation, edits

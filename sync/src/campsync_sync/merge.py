@@ -70,6 +70,7 @@ __all__ = [
     "double_distribution",
     "event_state_of",
     "join",
+    "latest_clock",
     "normalize_operation",
     "op_state",
     "read_operation",
@@ -315,7 +316,7 @@ def _apply_patch(
                 current_value=None,
                 current_hlc=before.deleted,
                 incoming_value=lost,
-                incoming_hlc=_patch_max(op),
+                incoming_hlc=latest_clock(op),
                 winner="current",
                 fields=tuple(sorted(lost)),
             )
@@ -328,9 +329,13 @@ def _apply_patch(
     return after, OpEffect(_OUTCOMES[rank], kind, changes, conflicts)
 
 
-def _patch_max(op: PatchOp) -> str:
+def latest_clock(op: PatchOp | DeleteOp | RestoreOp) -> str:
+    """The latest HLC an operation carries: a patch's latest field or set-element clock."""
+    if not isinstance(op, PatchOp):
+        return op.hlc
     stamps = [w.hlc for w in op.fields.values()]
-    stamps += [c.hlc for changes in op.sets.values() for c in changes]
+    for changes in op.sets.values():
+        stamps += [c.hlc for c in changes]
     return max(stamps, default="0" * 32)
 
 

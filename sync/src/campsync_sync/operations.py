@@ -118,9 +118,12 @@ _SCALARS: Final = {
 }
 
 
+_ENTITY: Final = {entity.value: entity for entity in Entity}
+
+
 def _normalize_patch(op: PatchOp) -> PatchOp:
     # Senders should already send normal values, so copy only what normalising changed.
-    entity = Entity(op.entity)
+    entity = _ENTITY[op.entity]
     scalars = _SCALARS[entity]
     fields = dict(op.fields)
     changed = False
