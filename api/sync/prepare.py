@@ -17,13 +17,11 @@ from campsync_sync import (
     HLC,
     SUPPORTED_SCHEMA_VERSIONS,
     Batch,
-    DeleteOp,
     FieldWrite,
     Operation,
     PatchOp,
     Rejected,
     RejectReason,
-    RestoreOp,
     ServiceOp,
     SetChange,
     clamp,
@@ -82,7 +80,7 @@ class Clamper:
 
 def _clamp_op(op: Operation, clamper: Clamper) -> tuple[Operation, bool, str]:
     """The operation with every clock bounded, whether any was clamped, its latest clock."""
-    latest = latest_clock(op) if isinstance(op, PatchOp | DeleteOp | RestoreOp) else op.hlc
+    latest = latest_clock(op)
     if latest <= clamper.ceiling:
         return op, False, latest
     hit = False

@@ -18,6 +18,7 @@ from campsync_sync import (
     RestoreOp,
     RowState,
     SetChange,
+    VoidOp,
     apply_registry_op,
     latest_clock,
     op_state,
@@ -67,6 +68,8 @@ def test_the_latest_clock_of_an_operation_is_its_greatest_stamp() -> None:
     delete = DeleteOp(op_id=uuid.uuid4(), entity="person", id=RID, hlc=h(50), reason="duplicate")
     assert latest_clock(delete) == h(50)
     assert latest_clock(RestoreOp(op_id=uuid.uuid4(), entity="person", id=RID, hlc=h(60))) == h(60)
+    void = VoidOp(op_id=uuid.uuid4(), entity="referral", id=RID, hlc=h(70), reason="error")
+    assert latest_clock(void) == h(70)
 
 
 # ------------------------------------------------------------------------- creation, edits

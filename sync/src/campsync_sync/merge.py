@@ -48,6 +48,7 @@ from campsync_sync.outcomes import (
 )
 from campsync_sync.wire import (
     DeleteOp,
+    Operation,
     Outcome,
     PatchOp,
     RejectReason,
@@ -329,7 +330,7 @@ def _apply_patch(
     return after, OpEffect(_OUTCOMES[rank], kind, changes, conflicts)
 
 
-def latest_clock(op: PatchOp | DeleteOp | RestoreOp) -> str:
+def latest_clock(op: Operation) -> str:
     """The latest HLC an operation carries: a patch's latest field or set-element clock."""
     if not isinstance(op, PatchOp):
         return op.hlc
