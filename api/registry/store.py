@@ -198,11 +198,13 @@ def load_registry(
 
 
 @functools.cache
-def _column_groups(entity: Entity) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The entity's scalar fields stored as they are, as dates, and as UUIDs."""
-    names = [n for n in scalar_fields(entity) if n not in _DEFAULTS]
+def _row_plan(entity: Entity) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """Every scalar column at its empty value, and the columns stored as dates and as UUIDs."""
+    names = scalar_fields(entity)
+    empty: dict[str, Any] = dict.fromkeys(names)
+    empty.update({name: default for name, default in _DEFAULTS.items() if name in empty})
     return (
-        tuple(n for n in names if n not in _DATE_FIELDS and n not in _UUID_FIELDS),
+        empty,
         tuple(n for n in names if n in _DATE_FIELDS),
         tuple(n for n in names if n in _UUID_FIELDS),
     )
@@ -218,10 +220,12 @@ def registry_row(
     """The column values of a record, ready for :func:`save_registry`."""
     state = record.state
     values = state.values
+    empty, dates, uuids = _row_plan(entity)
     row: dict[str, Any] = {
         "id": record_id,
         "camp_id": record.camp_id,
-        "clocks": dict(state.clocks),
+        # Not copied: the row is written and dropped, and states are never changed in place.
+        "clocks": state.clocks,
         "set_clocks": {
             name: {element: [p, h] for element, (p, h) in sorted(elements.items())}
             for name, elements in state.sets.items()
@@ -233,24 +237,25 @@ def registry_row(
         "created_by_device": record.created_by_device,
         "created_at": record.created_at or now,
         "updated_at": now,
+        **empty,
     }
-    plain, dates, uuids = _column_groups(entity)
-    for name in plain:
-        row[name] = values.get(name)
+    # A state's values are its written scalar fields, in their JSON form.
+    row.update(values)
     for name in dates:
-        value = values.get(name)
-        row[name] = None if value is None else dt.date.fromisoformat(value)
+        value = row[name]
+        if value is not None:
+            row[name] = dt.date.fromisoformat(value)
     for name in uuids:
-        value = values.get(name)
-        row[name] = None if value is None else as_uuid(str(value))
+        value = row[name]
+        if value is not None:
+            row[name] = as_uuid(str(value))
     for name, default in _DEFAULTS.items():
-        if name in ENTITY_FIELDS[entity]:
-            value = values.get(name)
-            row[name] = default if value is None else value
+        if name in empty and row[name] is None:
+            row[name] = default  # a cleared field with a default
     for name in set_field_names(entity):
         row[name] = state.members(name)
     if entity is Entity.PERSON:
-        row["name_keys"] = name_keys(values.get(n) for n in NAME_FIELDS)
+        row["name_keys"] = name_keys([values.get(n) for n in NAME_FIELDS])
     return row
 
 

@@ -159,10 +159,11 @@ def prepare(batch: Batch, clamper: Clamper) -> list[Prepared]:
             item.rejected = exc
             continue
         item.op_id = op.op_id
-        if op.op_id in seen:
+        known = len(seen)
+        seen.add(op.op_id)  # one hash of the UUID (in Python) where "in" then "add" take two
+        if len(seen) == known:
             item.rejected = Rejected(RejectReason.DUPLICATE_OP, "op_id repeated in the batch")
             continue
-        seen.add(op.op_id)
         if isinstance(op, ServiceOp) and op.delivered_at.utcoffset():
             # Stored in UTC; normalising here makes a replayed event compare equal.
             op = op.model_copy(update={"delivered_at": op.delivered_at.astimezone(dt.UTC)})

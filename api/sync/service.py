@@ -452,16 +452,18 @@ def _apply(
             # The last step: the counter row stays locked until commit (commit order).
             commit_seq = store.allocate_commit_seq(session)
             store.append_changes(session, commit_seq, merged.changes, now=now)
-        receipt = Receipt(
-            batch_id=batch.batch_id,
-            device_id=device.id,
-            seq=batch.seq,
-            status=BatchStatus.APPLIED,
-            next_seq=batch.seq + 1,
-            commit_seq=commit_seq,
-            server_hlc=str(clock.now()),
-            received_at=now,
-            results=merged.results,
+        receipt = Receipt.model_validate(
+            {
+                "batch_id": batch.batch_id,
+                "device_id": device.id,
+                "seq": batch.seq,
+                "status": BatchStatus.APPLIED,
+                "next_seq": batch.seq + 1,
+                "commit_seq": commit_seq,
+                "server_hlc": str(clock.now()),
+                "received_at": now,
+                "results": merged.results,
+            }
         )
         row = {
             "id": batch.batch_id,

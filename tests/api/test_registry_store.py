@@ -84,6 +84,49 @@ def test_states_round_trip_through_rows(db: Engine) -> None:
     assert person.name_keys == ["mhmd", "stnkz"]
 
 
+@pytest.mark.parametrize(
+    ("entity", "fields"),
+    [
+        (
+            Entity.PERSON,
+            {
+                "household_id": str(uuid.UUID(int=5)),
+                "given_name": "Fatima",
+                "date_of_birth": "2001-02-03",
+                "phone": None,
+            },
+        ),
+        (
+            Entity.HOUSEHOLD,
+            {"arrival_date": "2026-11-20", "head_person_id": str(uuid.UUID(int=6))},
+        ),
+    ],
+)
+def test_a_row_holds_every_column_once_in_its_stored_form(
+    entity: Entity, fields: dict[str, object]
+) -> None:
+    clock = Clock(node=3)
+    writes = {k: FieldWrite(value=v, hlc=str(clock.now())) for k, v in fields.items()}
+    op = PatchOp(op_id=uuid.uuid4(), entity=entity.value, id=uuid.uuid4(), fields=writes)  # type: ignore[arg-type]
+    state, _ = apply_registry_op(entity, None, normalize_operation(op))
+    now = dt.datetime.now(dt.UTC)
+    row = store.registry_row(entity, op.id, store.StoredRecord("c", state), now=now)
+    assert set(row) == {c.name for c in store.REGISTRY_TABLES[entity].columns}
+    assert row["status"] == "active"  # never written: the column's default
+    assert row["clocks"] == state.clocks
+    if entity is Entity.PERSON:
+        assert row["household_id"] == uuid.UUID(int=5)
+        assert row["date_of_birth"] == dt.date(2001, 2, 3)
+        assert row["phone"] is None
+        assert row["family_name"] is None  # never written
+        assert row["name_keys"] == ["ftm"]
+        assert row["vulnerabilities"] == []
+    else:
+        assert row["head_person_id"] == uuid.UUID(int=6)
+        assert row["arrival_date"] == dt.date(2026, 11, 20)
+        assert row["needs"] == []
+
+
 def test_upsert_keeps_creation_metadata(db: Engine) -> None:
     camp = make_camp(db)
     clock = Clock(node=1)

@@ -109,14 +109,20 @@ def _parts(text: str | None) -> list[str]:
     return parts
 
 
+@functools.lru_cache(maxsize=65536)
+def _keys_of(name: str) -> tuple[str, ...]:
+    """The non-empty keys of one name's parts (cached: the server keys every person it stores)."""
+    return tuple(key for part in _parts(name) if (key := name_key(part)))
+
+
 def name_keys(names: Iterable[str | None]) -> list[str]:
     """Distinct keys of every part of every name given, in first-seen order."""
     keys: list[str] = []
     for name in names:
-        for part in _parts(name):
-            key = name_key(part)
-            if key and key not in keys:
-                keys.append(key)
+        if name:
+            for key in _keys_of(name):
+                if key not in keys:
+                    keys.append(key)
     return keys
 
 

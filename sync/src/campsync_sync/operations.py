@@ -28,6 +28,7 @@ from campsync_sync.outcomes import Rejected
 from campsync_sync.versions import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from campsync_sync.wire import (
     DeleteOp,
+    FieldWrite,
     Operation,
     PatchOp,
     ReferralOp,
@@ -106,10 +107,6 @@ def normalize_operation(op: Operation) -> Operation:
     return op
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
 # The specs of each entity's scalar fields, looked up once per field write (the server's hot
 # path); a name missing here is a set field or unknown, and validate_field says which.
 _SCALARS: Final = {
@@ -125,22 +122,23 @@ def _normalize_patch(op: PatchOp) -> PatchOp:
     # Senders should already send normal values, so copy only what normalising changed.
     entity = _ENTITY[op.entity]
     scalars = _SCALARS[entity]
-    fields = dict(op.fields)
-    changed = False
+    fields: dict[str, FieldWrite] | None = None
     for name, write in op.fields.items():
         spec = scalars.get(name)
-        value = write.value
-        if spec is None or value is None:
-            value = validate_field(entity, name, value)  # unknown, a set, cleared
+        sent = write.value
+        if spec is None or sent is None:
+            value = validate_field(entity, name, sent)  # unknown, a set, cleared
         else:
-            value = spec.validate(name, value)
-        if not _same(value, write.value):
+            value = spec.validate(name, sent)
+        # The same value means the same type too: 1 == 1.0 == True.
+        if value is not sent and (type(value) is not type(sent) or value != sent):
+            if fields is None:
+                fields = dict(op.fields)
             fields[name] = write.model_copy(update={"value": value})
-            changed = True
     for name, set_changes in op.sets.items():
         for change in set_changes:
             validate_element(entity, name, change.element)  # a catalogue name: already normal
-    return op.model_copy(update={"fields": fields}) if changed else op
+    return op if fields is None else op.model_copy(update={"fields": fields})
 
 
 def _choose(name: str, value: str, options: tuple[str, ...]) -> None:
