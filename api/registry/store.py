@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    any_,
     bindparam,
     cast,
     func,
@@ -114,9 +115,15 @@ def among(
         else literal(ids_json(ids, dialect), String())
     )
     if dialect == "postgresql":
+        # ``= ANY(ARRAY(...))``, not ``IN (SELECT ...)``: the planner guesses 100 rows for
+        # any set-returning function, and against a table of a few thousand rows it then
+        # preferred scanning the whole table to a hundred index probes (measured: 2.6 ms
+        # against 0.3 for the 83 households of a batch, growing with the table). An array
+        # compared with ANY is looked up in the index whatever its size.
         array = cast(param, postgresql.JSONB)
         elements = func.jsonb_array_elements_text(array).table_valued("value")
-        return column.in_(select(cast(elements.c.value, Uuid)))
+        ids_array = func.array(select(cast(elements.c.value, Uuid)).scalar_subquery())
+        return column == any_(ids_array)
     return column.in_(select(func.json_each(param).table_valued("value").c.value))
 
 

@@ -111,3 +111,32 @@ def test_list_queries_use_their_indexes(
     nodes = list(_nodes(search))
     assert "ix_person_name_keys" in {n.get("Index Name") for n in nodes}, nodes
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+
+
+def test_the_merge_loads_rows_by_their_primary_key(
+    client: TestClient, db: Engine, statements: list[tuple[str, Any]]
+) -> None:
+    """A push locks the rows it merges through the primary key, not a scan of the table.
+
+    The ids travel as one JSON array; compared with ``IN (SELECT ...)`` the planner guessed
+    100 of them and, against a table of some thousands of rows, scanned all of it.
+    """
+    from campsync_sync import uuid7
+
+    from tests.factories import make_tablet
+
+    camp, other = make_camp(db, "big-camp"), make_camp(db, "other-camp")
+    _load(db, camp, other)
+    tablet = make_tablet(client, db, camp)
+    households = [uuid7() for _ in range(80)]
+    ops = [tablet.household(hid) for hid in households]
+    ops += [tablet.person(hid) for hid in households]
+    tablet.push(ops)
+
+    for table in ("household", "person"):
+        [(statement, parameters)] = [
+            (s, p) for s, p in statements if f"FROM {table} " in s and "FOR UPDATE" in s
+        ]
+        nodes = list(_nodes(_plan(db, statement, parameters)))
+        assert f"pk_{table}" in {n.get("Index Name") for n in nodes}, nodes
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
