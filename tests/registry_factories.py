@@ -281,6 +281,9 @@ def make_conflict(
     first, second = Tablet(operator="farida"), Tablet(operator="karim")
     values = {field: current} if field != "household_id" else {}
     person_id = make_person(engine, camp, household_id, first, **values)
+    # Written later, as the incoming side is: without this, two stamps of the same
+    # millisecond would be ordered by the tablets' random node ids.
+    second.clock.receive(first.clock.now())
     effect = edit(engine, camp, Entity.PERSON, person_id, second, **{field: incoming})
     assert len(effect.conflicts) == 1, effect
     return person_id, effect.conflicts[0].id
