@@ -8,7 +8,9 @@ batches of 500 operations (households and their people, 1 to 5) before the clock
 pushes them from K threads. In the same run it writes the very rows the server stored straight
 into a fresh database of the same kind, the fastest way the driver offers (SQLite: multi-row
 INSERT ... ON CONFLICT in one transaction; PostgreSQL: COPY into a staging table and one
-INSERT ... SELECT ... ON CONFLICT). Then a fresh tablet provisions the camp from cursor 0.
+INSERT ... SELECT ... ON CONFLICT), with JSON columns serialised by orjson and each column's
+values converted by one function chosen from its type. Then a fresh tablet provisions the camp
+from cursor 0.
 On PostgreSQL each timed phase starts after a CHECKPOINT, so neither pays for the other's WAL.
 
 Figures are printed, never asserted; the last line is one JSON object. The machine's cores are
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
+import operator
 import os
 import random
 import statistics
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import orjson  # noqa: E402
 from campsync_sync import (  # noqa: E402
     Entity,
     PatchOp,
@@ -48,7 +54,7 @@ from campsync_sync import (  # noqa: E402
     normalize_operation,
     uuid7,
 )
-from sqlalchemy import Engine, make_url, text  # noqa: E402
+from sqlalchemy import JSON, Date, Engine, Uuid, make_url, text  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
@@ -56,6 +62,7 @@ from api.camps import service as camp_service  # noqa: E402
 from api.camps.schemas import CampCreate  # noqa: E402
 from api.db import make_engine, upgrade  # noqa: E402
 from api.registry import store  # noqa: E402
+from api.types import UTCDateTime  # noqa: E402
 from api.users import service as user_service  # noqa: E402
 from tests.server import free_port  # noqa: E402
 from tests.synckit import Tablet  # noqa: E402
@@ -347,15 +354,30 @@ def _columns(table: Any) -> list[str]:
     return [c.name for c in table.columns]
 
 
-def _jsonish(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, uuid.UUID):
-        return value.hex
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_value(column: Any) -> Callable[[Any], Any]:
+    """How the raw upsert hands a column's values to sqlite3: one function per column, chosen
+    once from its type (the forms SQLAlchemy stores), so no value pays for a type test."""
+    kind = column.type
+    if isinstance(kind, JSON):
+        convert: Callable[[Any], Any] = _json_text
+    elif isinstance(kind, Uuid):
+        convert = operator.attrgetter("hex")
+    elif isinstance(kind, UTCDateTime):
+        convert = functools.lru_cache(maxsize=64)(
+            lambda v: v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+        )
+    elif isinstance(kind, Date):
+        convert = dt.date.isoformat
+    else:
+        return _same
+    return lambda value: None if value is None else convert(value)
+
+
+def _same(value: Any) -> Any:
     return value
 
 
@@ -365,6 +387,7 @@ def _raw_sqlite(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
     for entity, entity_rows in rows.items():
         table = store.REGISTRY_TABLES[entity]
         names = _columns(table)
+        converts = [(n, _sqlite_value(table.c[n])) for n in names]
         updates = ", ".join(f"{n}=excluded.{n}" for n in names if n != "id")
         chunk = max(1, 30000 // len(names))
         for i in range(0, len(entity_rows), chunk):
@@ -374,7 +397,7 @@ def _raw_sqlite(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
                 f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {values} "  # noqa: S608
                 f"ON CONFLICT (id) DO UPDATE SET {updates}"
             )
-            cursor.execute(sql, [_jsonish(r[n]) for r in part for n in names])
+            cursor.execute(sql, [convert(r[n]) for r in part for n, convert in converts])
     cursor.execute("COMMIT")
 
 
@@ -388,19 +411,18 @@ def _raw_postgres(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
             cursor.execute(
                 f"CREATE TEMP TABLE staging_{table.name} (LIKE {table.name}) ON COMMIT DROP"
             )
+            json_columns = {n for n in names if isinstance(table.c[n].type, JSON)}
             with cursor.copy(f"COPY staging_{table.name} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in entity_rows:
-                    copy.write_row([_pg(row[n]) for n in names])
+                    copy.write_row(
+                        [_json_text(row[n]) if n in json_columns else row[n] for n in names]
+                    )
             updates = ", ".join(f"{n}=EXCLUDED.{n}" for n in names if n != "id")
             cursor.execute(
                 f"INSERT INTO {table.name} SELECT * FROM staging_{table.name} "  # noqa: S608
                 f"ON CONFLICT (id) DO UPDATE SET {updates}"
             )
     conn.commit()
-
-
-def _pg(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 # --------------------------------------------------------------------------- run
@@ -430,8 +452,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
     args = parser.parse_args()
+    # The SQLite databases and the server's keys: gone when the run ends, however it ends.
+    with tempfile.TemporaryDirectory(prefix="campsync-bench-") as workdir:
+        run(args, Path(workdir))
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
     workers = args.workers
-    workdir = Path(tempfile.mkdtemp(prefix="campsync-bench-"))
     url = fresh_database(args.db, args.url, "", workdir)
     raw_url = fresh_database(args.db, args.url, "_raw", workdir)
     camp = "bench-camp"
