@@ -8,9 +8,8 @@ batches of 500 operations (households and their people, 1 to 5) before the clock
 pushes them from K threads. In the same run it writes the very rows the server stored straight
 into a fresh database of the same kind, the fastest way the driver offers (SQLite: multi-row
 INSERT ... ON CONFLICT in one transaction; PostgreSQL: COPY into a staging table and one
-INSERT ... SELECT ... ON CONFLICT), with JSON columns serialised by orjson and each column's
-values converted by one function chosen from its type. Then a fresh tablet provisions the camp
-from cursor 0.
+INSERT ... SELECT ... ON CONFLICT), each column's values converted by the service's own
+per-column functions (orjson for JSON). Then a fresh tablet provisions the camp from cursor 0.
 On PostgreSQL each timed phase starts after a CHECKPOINT, so neither pays for the other's WAL.
 
 Figures are printed, never asserted; the last line is one JSON object. The machine's cores are
@@ -25,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import json
-import operator
 import os
 import random
 import statistics
@@ -46,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import orjson  # noqa: E402
 from campsync_sync import (  # noqa: E402
     Entity,
     PatchOp,
@@ -54,15 +50,14 @@ from campsync_sync import (  # noqa: E402
     normalize_operation,
     uuid7,
 )
-from sqlalchemy import JSON, Date, Engine, Uuid, make_url, text  # noqa: E402
+from sqlalchemy import Engine, make_url, text  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from api.camps import service as camp_service  # noqa: E402
 from api.camps.schemas import CampCreate  # noqa: E402
 from api.db import make_engine, upgrade  # noqa: E402
-from api.registry import store  # noqa: E402
-from api.types import UTCDateTime  # noqa: E402
+from api.registry import bulk, store  # noqa: E402
 from api.users import service as user_service  # noqa: E402
 from tests.server import free_port  # noqa: E402
 from tests.synckit import Tablet  # noqa: E402
@@ -354,31 +349,20 @@ def _columns(table: Any) -> list[str]:
     return [c.name for c in table.columns]
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _values(table: Any, dialect: str, names: list[str]) -> Callable[[dict[str, Any]], list[Any]]:
+    """A row's values in column order, in the very forms the service writes (its own
+    per-column converters: orjson for JSON, SQLite's stored forms); columns the driver takes
+    as they are pay for no call."""
+    converters = bulk.converters(table, dialect, tuple(names))
+    picks = [(i, f) for i, f in enumerate(converters) if f is not bulk.unchanged]
 
+    def values(row: dict[str, Any]) -> list[Any]:
+        out = [row[n] for n in names]
+        for i, convert in picks:
+            out[i] = convert(out[i])
+        return out
 
-def _sqlite_value(column: Any) -> Callable[[Any], Any]:
-    """How the raw upsert hands a column's values to sqlite3: one function per column, chosen
-    once from its type (the forms SQLAlchemy stores), so no value pays for a type test."""
-    kind = column.type
-    if isinstance(kind, JSON):
-        convert: Callable[[Any], Any] = _json_text
-    elif isinstance(kind, Uuid):
-        convert = operator.attrgetter("hex")
-    elif isinstance(kind, UTCDateTime):
-        convert = functools.lru_cache(maxsize=64)(
-            lambda v: v.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-        )
-    elif isinstance(kind, Date):
-        convert = dt.date.isoformat
-    else:
-        return _same
-    return lambda value: None if value is None else convert(value)
-
-
-def _same(value: Any) -> Any:
-    return value
+    return values
 
 
 def _raw_sqlite(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
@@ -387,7 +371,7 @@ def _raw_sqlite(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
     for entity, entity_rows in rows.items():
         table = store.REGISTRY_TABLES[entity]
         names = _columns(table)
-        converts = [(n, _sqlite_value(table.c[n])) for n in names]
+        values_of = _values(table, "sqlite", names)
         updates = ", ".join(f"{n}=excluded.{n}" for n in names if n != "id")
         chunk = max(1, 30000 // len(names))
         for i in range(0, len(entity_rows), chunk):
@@ -397,7 +381,7 @@ def _raw_sqlite(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
                 f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {values} "  # noqa: S608
                 f"ON CONFLICT (id) DO UPDATE SET {updates}"
             )
-            cursor.execute(sql, [convert(r[n]) for r in part for n, convert in converts])
+            cursor.execute(sql, [value for r in part for value in values_of(r)])
     cursor.execute("COMMIT")
 
 
@@ -411,12 +395,10 @@ def _raw_postgres(raw: Any, rows: dict[Entity, list[dict[str, Any]]]) -> None:
             cursor.execute(
                 f"CREATE TEMP TABLE staging_{table.name} (LIKE {table.name}) ON COMMIT DROP"
             )
-            json_columns = {n for n in names if isinstance(table.c[n].type, JSON)}
+            values_of = _values(table, "postgresql", names)
             with cursor.copy(f"COPY staging_{table.name} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in entity_rows:
-                    copy.write_row(
-                        [_json_text(row[n]) if n in json_columns else row[n] for n in names]
-                    )
+                    copy.write_row(values_of(row))
             updates = ", ".join(f"{n}=EXCLUDED.{n}" for n in names if n != "id")
             cursor.execute(
                 f"INSERT INTO {table.name} SELECT * FROM staging_{table.name} "  # noqa: S608

@@ -56,7 +56,8 @@ def _sqlite_bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _same(value: Any) -> Any:
+def unchanged(value: Any) -> Any:
+    """The converter of a column whose values the driver takes as they are."""
     return value
 
 
@@ -67,7 +68,7 @@ def _converter(column: Any, dialect: str) -> tuple[Converter, str]:
     if isinstance(kind, JSON):
         return _json_text, mark if dialect == "sqlite" else "%s::jsonb"
     if dialect != "sqlite":
-        return _same, mark
+        return unchanged, mark
     if isinstance(kind, Uuid):
         return _sqlite_uuid, mark
     if isinstance(kind, UTCDateTime):
@@ -76,11 +77,16 @@ def _converter(column: Any, dialect: str) -> tuple[Converter, str]:
         return _sqlite_date, mark
     if isinstance(kind, Boolean):
         return _sqlite_bool, mark
-    return _same, mark
+    return unchanged, mark
 
 
 @functools.cache
-def _converters(table: Table, dialect: str, columns: tuple[str, ...]) -> tuple[Converter, ...]:
+def converters(table: Table, dialect: str, columns: tuple[str, ...]) -> tuple[Converter, ...]:
+    """For each column, the function that turns its values into what the driver is given.
+
+    JSON becomes text; on SQLite, values take the forms SQLAlchemy stores (UUID hex digits,
+    UTC datetime text).
+    """
     return tuple(_converter(table.c[name], dialect)[0] for name in columns)
 
 
@@ -196,9 +202,11 @@ def write(
             args.append(orjson.dumps(rows).decode())
             connection.exec_driver_sql(recordset, tuple(args))
             return
-    converters = _converters(table, dialect, columns)
+    convert_columns = converters(table, dialect, columns)
     getter = operator.itemgetter(*columns)
-    converting = [(i, convert) for i, convert in enumerate(converters) if convert is not _same]
+    converting = [
+        (i, convert) for i, convert in enumerate(convert_columns) if convert is not unchanged
+    ]
     params: list[Any] = []
     for row in rows:
         values = getter(row)

@@ -258,7 +258,7 @@ def registry_row(
             row[name] = as_uuid(str(value))
     for name, default in _DEFAULTS.items():
         if name in empty and row[name] is None:
-            row[name] = default  # a cleared field with a default
+            row[name] = default  # an explicit null (such fields refuse to be cleared)
     for name in set_field_names(entity):
         row[name] = state.members(name)
     if entity is Entity.PERSON:
