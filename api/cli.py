@@ -91,23 +91,15 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the HTTP server. On the embedded SQLite it first brings the schema up to date."""
-    import uvicorn
+    from api import server
 
     settings = get_settings()
     ready_engine(settings).dispose()
     os.environ["CAMPSYNC_WORKERS"] = str(workers)  # read by each worker's settings
     database = settings.effective_database_url.split(":", 1)[0]
     typer.echo(f"campsync listening on http://{host}:{port} ({database})", err=True)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    server.serve(settings, host=host, port=port, workers=workers)
+    typer.echo("campsync stopped", err=True)
 
 
 @db_app.command("upgrade")
@@ -168,21 +160,32 @@ def create_user(
     scope: Annotated[
         list[str] | None, typer.Option(help="Extra scope: pii:read, pii:export; repeat.")
     ] = None,
+    token_ttl_days: Annotated[
+        int, typer.Option(min=1, max=366, help="Days the printed token stays valid.")
+    ] = 90,
 ) -> None:
     """Create a user and print a bearer token for them (alone on the last line)."""
+    import datetime as dt
+
     from api.users import service
 
-    user, token = run(
-        lambda s: service.create_user(
-            session=s,
+    def create(session: Session) -> tuple[str, str, str, dt.datetime]:
+        user, token = service.create_user(
+            session=session,
             username=username,
             role=role,
             camps=camp or [],
             all_camps=all_camps,
             scopes=scope or [],
+            token_ttl=dt.timedelta(days=token_ttl_days),
         )
+        return user.role, user.username, token, service.token_expiry(session=session, token=token)
+
+    role_name, name, token, expires_at = run(create)
+    typer.echo(
+        f"created {role_name} {name}; their token (shown once), "
+        f"valid until {expires_at:%Y-%m-%d %H:%M} UTC:"
     )
-    typer.echo(f"created {user.role} {user.username}; their token (shown once):")
     typer.echo(token)
 
 
@@ -202,6 +205,90 @@ def set_password(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     run(lambda s: service.set_password(session=s, username=username, password=password))
     typer.echo(f"password set for {username}")
+
+
+@admin_app.command("create-token")
+def create_token(
+    username: Annotated[str, typer.Option(help="The user's login name.")],
+    ttl_days: Annotated[int, typer.Option(min=1, max=366, help="Days the token stays valid.")] = 90,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Extra scope: pii:read, pii:export; repeat.")
+    ] = None,
+) -> None:
+    """Print another token for a user (alone on the last line), e.g. to rotate an integrator's.
+
+    Their other tokens keep working until they expire; `revoke-tokens` first ends them.
+    """
+    import datetime as dt
+
+    from api.users import service
+
+    issued = run(
+        lambda s: service.create_token(
+            session=s, username=username, ttl=dt.timedelta(days=ttl_days), scopes=scope or []
+        )
+    )
+    typer.echo(
+        f"token for {username} (shown once), valid until {issued.expires_at:%Y-%m-%d %H:%M} UTC:"
+    )
+    typer.echo(issued.token)
+
+
+@admin_app.command("revoke-tokens")
+def revoke_tokens(
+    username: Annotated[str, typer.Argument(help="The user's login name.")],
+) -> None:
+    """Revoke every live token of a user at once (a password still logs them in)."""
+    from api.users import service
+
+    revoked = run(lambda s: service.revoke_user_tokens(session=s, username=username, actor="cli"))
+    typer.echo(f"revoked {revoked} token{'' if revoked == 1 else 's'} of {username}")
+
+
+@admin_app.command("disable-user")
+def disable_user(
+    username: Annotated[str, typer.Argument(help="The user's login name.")],
+) -> None:
+    """Disable a user: their tokens stop working at once and login is refused."""
+    from api.users import service
+
+    run(lambda s: service.disable_user(session=s, username=username, principal=None, actor="cli"))
+    typer.echo(f"user {username} is disabled; `enable-user` restores their unexpired tokens")
+
+
+@admin_app.command("enable-user")
+def enable_user(
+    username: Annotated[str, typer.Argument(help="The user's login name.")],
+) -> None:
+    """Enable a disabled user: their unrevoked, unexpired tokens and login work again."""
+    from api.users import service
+
+    run(lambda s: service.enable_user(session=s, username=username, actor="cli"))
+    typer.echo(f"user {username} is enabled")
+
+
+@admin_app.command("list-users")
+def list_users() -> None:
+    """List users: name, role, camps, status and live tokens (never a secret)."""
+    from api.users import service
+    from api.users.schemas import UserFilters, UserPublic
+
+    def every_user(session: Session) -> list[UserPublic]:
+        users, cursor = [], None
+        while True:
+            page = service.list_users(
+                session=session, filters=UserFilters(cursor=cursor, limit=500)
+            )
+            users += page.items
+            if page.next_cursor is None:
+                return users
+            cursor = page.next_cursor
+
+    for user in run(every_user):
+        camps = "all" if user.all_camps else ",".join(user.camps) or "-"
+        status = "disabled" if user.disabled_at is not None else "enabled"
+        tokens = f"{user.live_tokens} live token{'' if user.live_tokens == 1 else 's'}"
+        typer.echo(f"{user.username}\t{user.role}\t{camps}\t{status}\t{tokens}")
 
 
 @admin_app.command("verify-audit")

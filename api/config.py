@@ -46,12 +46,52 @@ class Settings(BaseSettings):
     device_token_ttl_seconds: int = Field(default=900, ge=60)
     login_token_ttl_minutes: int = Field(default=12 * 60, ge=5)
     """Lifetime of a token obtained by logging in with a password."""
-    login_max_failures: int = Field(default=10, ge=1)
-    login_lockout_minutes: int = Field(default=15, ge=1)
-    """After this many failed logins for one username or one address within the window, the
-    login answers 429 until the window has passed."""
+    login_free_failures: int = Field(default=5, ge=1, le=1000)
+    """Failed logins for one username from one address before each further failure makes
+    the next try wait twice as long. An address gets four times as many (across users: an
+    office behind one NAT), a username ten times as many (across addresses: a guessing
+    botnet); the real user from another address still gets in while one address floods."""
+    login_max_backoff_seconds: int = Field(default=900, ge=1, le=86_400)
+    """The longest a key waits after failures, however many there were."""
+    enrollment_free_failures: int = Field(default=10, ge=1, le=1000)
+    """Wrong enrolment codes from one address before it backs off the same way."""
     key_rotation_grace_days: int = Field(default=90, ge=1)
     """A retired transport key stays usable this long (the maximum outbox age)."""
+
+    # Admission (DESIGN.md section 10): what a worker takes on at once, and what it refuses
+    # quickly rather than late. The database pool must cover the requests in progress: a
+    # request holds at most two connections (its session and a write session), and each of
+    # the push gate's merges one more.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections each worker keeps open to the database."""
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    """Connections a worker may open beyond the pool when it is busy."""
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long a request waits for a database connection before it is answered 503."""
+    max_requests_in_progress: int = Field(default=8, ge=1, le=1000)
+    """Requests (other than pushes, which have their own gate) a worker works on at once."""
+    max_requests_queued: int = Field(default=64, ge=0, le=100_000)
+    """Requests that may wait for a turn; one more is answered 503 at once."""
+    queue_wait_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How long a request waits for its turn before it is answered 503 with Retry-After."""
+
+    # The wire: limits the HTTP server enforces before the app sees anything.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Request line and headers together; a larger request is answered 400 and closed."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A connection whose request line and headers have not all arrived by then is closed."""
+    body_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    """A request whose body has not all arrived this long after its headers is cut off."""
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    """An idle kept-alive connection is closed after this long."""
+    max_connections: int = Field(default=2048, ge=16, le=100_000)
+    """Open connections (and requests) per worker; past it, uvicorn answers 503."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses of reverse proxies whose ``X-Forwarded-For`` is believed.
+    Empty (the default): the client address is the TCP peer's, whatever a header says."""
+
+    docs_enabled: bool = True
+    """Serve the OpenAPI description (``/openapi.json``) and its UI (``/docs``)."""
 
     workers: int = Field(default=1, ge=1)
     """Server processes; ``campsync serve --workers N`` sets it for the processes it starts."""

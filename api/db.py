@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -49,18 +49,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_text)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _pool_defaults(kwargs)
+        else:  # in memory, one connection per thread (SingletonThreadPool): no pool to size
+            for option in ("pool_size", "max_overflow", "pool_timeout"):
+                kwargs.pop(option, None)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    _pool_defaults(kwargs)
+    return create_engine(url, **kwargs)
+
+
+def _pool_defaults(kwargs: dict[str, Any]) -> None:
+    if "poolclass" in kwargs:
+        return
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(url, **kwargs)
+    # A request that cannot get a connection soon is answered 503 (api.handlers), not left
+    # holding a thread for SQLAlchemy's default 30 s while the pool's holders wait for one.
+    kwargs.setdefault("pool_timeout", 5.0)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -85,8 +98,12 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def engine_from_settings(settings: Settings) -> Engine:
-    return make_engine(settings.effective_database_url)
+def engine_from_settings(settings: Settings, **kwargs: Any) -> Engine:
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", settings.db_pool_size)
+        kwargs.setdefault("max_overflow", settings.db_max_overflow)
+        kwargs.setdefault("pool_timeout", settings.db_pool_timeout_seconds)
+    return make_engine(settings.effective_database_url, **kwargs)
 
 
 WRITER_PATIENCE_SECONDS = 30.0

@@ -16,7 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import JsonValue
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,6 +85,37 @@ async def _validation(_: Request, exc: Exception) -> Response:
     )
 
 
+_BUSY_HEADERS = {"Retry-After": "1"}
+
+
+async def _pool_timeout(_: Request, exc: Exception) -> Response:
+    # Admission keeps requests in progress below the pool's size, so this is rare: a
+    # request that held more connections than usual, or a database that answers slowly.
+    log.warning("no database connection in time", extra={"exc_type": type(exc).__name__})
+    return error_response(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "the server is busy: retry after Retry-After seconds",
+        {"retry_after_ms": 1000},
+        headers=_BUSY_HEADERS,
+    )
+
+
+async def _operational(_: Request, exc: Exception) -> Response:
+    # A database that is locked (SQLite's busy timeout) or refuses a lock in time
+    # (PostgreSQL's lock_timeout, 55P03) is busy, not broken.
+    assert isinstance(exc, OperationalError)  # noqa: S101
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == "55P03" or "database is locked" in str(exc.orig):
+        return error_response(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "the database is busy: retry after Retry-After seconds",
+            {"retry_after_ms": 1000},
+            headers=_BUSY_HEADERS,
+        )
+    _log_unhandled(exc)
+    return _internal()
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
@@ -139,18 +173,25 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client hung up, or was cut off for sending its body too slowly: nobody
+            # is left to answer.
+            log.info("client disconnected before its request was read")
         except Exception as exc:
-            frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-8:]))
-            log.error(  # noqa: TRY400 - no traceback text: it would carry the message
-                "unhandled exception", extra={"exc_type": type(exc).__name__, "frames": frames}
-            )
+            _log_unhandled(exc)
             if not started:
-                response = error_response(
-                    ErrorCode.INTERNAL_ERROR,
-                    "internal error",
-                    {"request_id": request_id_var.get()},
-                )
-                await response(scope, receive, send)
+                await _internal()(scope, receive, send)
+
+
+def _log_unhandled(exc: BaseException) -> None:
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-8:]))
+    log.error("unhandled exception", extra={"exc_type": type(exc).__name__, "frames": frames})
+
+
+def _internal() -> JSONResponse:
+    return error_response(
+        ErrorCode.INTERNAL_ERROR, "internal error", {"request_id": request_id_var.get()}
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -158,3 +199,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProtocolError, _protocol)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
+    app.add_exception_handler(OperationalError, _operational)

@@ -3,7 +3,9 @@
 A list is ordered by a unique key (an id, or a timestamp then an id) and a page ends with the
 key of its last item. The cursor is that key, tagged with the list it belongs to and encoded as
 URL-safe base64 JSON: the server keeps no state, and filters are applied again on every page, so
-a forged cursor can move within the caller's own results but never outside them.
+a forged cursor can move within the caller's own results but never outside them. Every part
+is checked before it reaches SQL: an integer is a 64-bit row id (0 to 2**63 - 1), a time has a
+UTC offset and a UTC equivalent, a score is finite. Anything else is :class:`InvalidCursor`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ MAX_CURSOR_CHARS: Final = 256
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 500
 CURSOR_PATTERN: Final = r"^[A-Za-z0-9_\-]{1,256}$"
+MAX_ID: Final = (1 << 63) - 1
+"""The largest BIGINT: past it, SQLite raises OverflowError and PostgreSQL a DataError."""
 
 T = TypeVar("T")
 
@@ -50,6 +55,8 @@ def encode_cursor(kind: str, key: Sequence[Any]) -> str:
 def decode_cursor(kind: str, cursor: str, types: Sequence[type]) -> tuple[Any, ...]:
     """The sort key a cursor carries, each part converted to ``types``.
 
+    ``int`` parts are row ids, ``datetime`` parts come back in UTC and ``float`` parts finite.
+
     Raises:
         InvalidCursor: the cursor is malformed, or belongs to another list.
     """
@@ -58,7 +65,7 @@ def decode_cursor(kind: str, cursor: str, types: Sequence[type]) -> tuple[Any, .
         if parts[:1] != [kind] or len(parts) != len(types) + 1:
             raise InvalidCursor("the cursor is not valid for this list; start again without it")
         return tuple(_parse(t, v) for t, v in zip(types, parts[1:], strict=True))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor(
             "the cursor is not valid for this list; start again without it"
         ) from None
@@ -81,14 +88,21 @@ def _parse(kind: type, value: Any) -> Any:
         parsed = dt.datetime.fromisoformat(str(value))
         if parsed.tzinfo is None:
             raise ValueError
-        return parsed
+        # Columns hold UTC: a time whose UTC falls outside year 1..9999 (0001-01-01T00:00+05:00)
+        # raises OverflowError here rather than where the column converts it.
+        return parsed.astimezone(dt.UTC)
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError
-        return float(value)
+        score = float(value)
+        if not math.isfinite(score):  # JSON as Python reads it has NaN and Infinity
+            raise ValueError
+        return score
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError
+        if not 0 <= value <= MAX_ID:
+            raise ValueError
         return value
     raise TypeError
 

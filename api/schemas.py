@@ -3,13 +3,15 @@
 Choice types carry their options as a JSON-schema ``enum`` (so clients and the fuzzer see them)
 and are checked against the protocol's catalogue. Dates and times in filters are accepted over
 any range and clamped to the years data can hold, so no filter value can overflow a database
-type.
+type. Free text refuses control characters by a ``pattern``, so the OpenAPI description states
+the rule the server enforces.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Annotated, Any, Final
 
 from campsync_sync.fields import (
@@ -93,7 +95,37 @@ ReferralUrgency = Annotated[str, one_of(REFERRAL_URGENCIES), enum_schema(REFERRA
 ReferralStatus = Annotated[str, one_of(REFERRAL_STATUSES), enum_schema(REFERRAL_STATUSES)]
 Cursor = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)]
 CampFilter = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
-SearchText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+# The tablet's text rule (campsync_sync.fields, api.edge.has_controls) as a character class: C0
+# and C1 controls, and the bidi embeddings, overrides and isolates. Explicit ranges, so that the
+# Rust (pydantic-core), Python and ECMA regex dialects read it alike. Surrogates need no place in
+# it (Rust's classes cannot name them): pydantic refuses a ``str`` holding one before any pattern.
+_CONTROLS: Final = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# White space at either end of a line, spelled out for the same reason (Unicode White_Space).
+_SPACES: Final = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_CONTROLS: Final = rf"^[^{_CONTROLS}]*$"
+"""Any text without control characters (a search, a username)."""
+LINE: Final = rf"^[^{_SPACES}{_CONTROLS}](?:[^{_CONTROLS}]*[^{_SPACES}{_CONTROLS}])?$"
+"""One line of text: no control characters, no white space at either end."""
+
+
+def normal_text(value: str) -> str:
+    """Text as the tablet stores it: runs of white space made one space, then NFC.
+
+    NFC lengthens a few characters; text whose normal form would be longer than it was sent is
+    kept as sent, so that the length limits checked on the input still hold for what is stored.
+    """
+    cleaned = unicodedata.normalize("NFC", " ".join(value.split()))
+    return cleaned if len(cleaned) <= len(value) else value
+
+
+NormalText: Final = AfterValidator(normal_text)
+"""Put after the ``StringConstraints`` of a ``LINE`` field, so that limits apply as sent."""
+
+
+SearchText = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROLS)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROLS)]
+"""A login name as typed (compared exactly, so not normalised)."""
 
 
 def clamp_datetime(value: dt.datetime | None) -> dt.datetime | None:

@@ -5,11 +5,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from api.schemas import LINE, NormalText
+
 CampId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
-# One line, no leading or trailing blanks: checked as sent, so that the OpenAPI limits are
-# exactly what the server accepts.
-_LINE = r"^\S(?:.*\S)?$"
-Text = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=_LINE)]
+# One line, no control characters, no leading or trailing blanks (tablet text's rules): checked
+# as sent, so that the OpenAPI limits are exactly what the server accepts; stored normalised.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=120, pattern=LINE), NormalText]
+Country = Annotated[str, StringConstraints(max_length=60, pattern=LINE), NormalText]
+Place = Annotated[str, StringConstraints(max_length=80, pattern=LINE), NormalText]
 
 
 class CampCreate(BaseModel):
@@ -17,9 +20,9 @@ class CampCreate(BaseModel):
 
     id: CampId
     name: Text
-    country: Annotated[str, StringConstraints(max_length=60, pattern=_LINE)] | None = None
-    province: Annotated[str, StringConstraints(max_length=80, pattern=_LINE)] | None = None
-    district: Annotated[str, StringConstraints(max_length=80, pattern=_LINE)] | None = None
+    country: Country | None = None
+    province: Place | None = None
+    district: Place | None = None
 
 
 class CampPublic(BaseModel):

@@ -10,16 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-import threading
-import time
 import uuid
-from collections import deque
 
 from campsync_sync import (
     BadSignature,
     ChallengeResponse,
     DeviceToken,
-    ErrorCode,
     TokenRequest,
     load_signing_public,
     verify_statement,
@@ -31,7 +27,8 @@ from sqlmodel import Session, col
 from api.config import Settings
 from api.devices.models import Device
 from api.devices.service import DeviceUnknown, revoked_error
-from api.errors import DomainError, Unauthenticated
+from api.errors import Unauthenticated
+from api.ratelimit import Backoff, Blocked, too_many
 from api.sync.keys import KeySet
 from api.types import utcnow
 
@@ -67,41 +64,6 @@ def _fresh(stamp: str) -> bool:
     return stamp.isdigit() and int(stamp) > utcnow().timestamp()
 
 
-class FailureWindow:
-    """Failed attempts per key over a sliding window, in this process (OWASP API2)."""
-
-    def __init__(self, limit: int = 10, window: float = 900.0, max_keys: int = 100_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str) -> None:
-        """Refuse a key with too many recent failures (429, and when to come back)."""
-        now = time.monotonic()
-        with self._lock:
-            failures = self._failures.get(key)
-            while failures and failures[0] <= now - self.window:
-                failures.popleft()
-            if failures is not None and len(failures) >= self.limit:
-                wait = int(failures[0] + self.window - now) + 1
-                raise DomainError(
-                    "too many failed attempts: wait before trying again",
-                    code=ErrorCode.RATE_LIMITED,
-                    headers={"Retry-After": str(wait)},
-                )
-
-    def fail(self, key: str) -> None:
-        with self._lock:
-            if len(self._failures) >= self.max_keys:
-                self._failures.clear()  # bounded memory beats perfect memory
-            self._failures.setdefault(key, deque()).append(time.monotonic())
-
-
-token_failures = FailureWindow()
-
-
 def _challenge_signed(keys: KeySet, device: Device, request: TokenRequest) -> bool:
     """Whether the challenge is fresh and ours, and the device's key signed it."""
     parts = request.challenge.split(".")
@@ -121,14 +83,26 @@ def _challenge_signed(keys: KeySet, device: Device, request: TokenRequest) -> bo
 
 
 def issue_token(
-    *, session: Session, keys: KeySet, settings: Settings, request: TokenRequest
+    *,
+    session: Session,
+    keys: KeySet,
+    settings: Settings,
+    request: TokenRequest,
+    backoff: Backoff,
+    address: str,
 ) -> DeviceToken:
-    """Exchange a signed challenge for a short-lived device token."""
+    """Exchange a signed challenge for a short-lived device token.
+
+    A right signature always gets its token: nobody can guess one, so failures from
+    whoever names this device's id (it is no secret) must not lock the tablet out. Failures
+    back off per device and per address, and a key that must wait is answered 429.
+    """
     device = active_device(session, keys, request.device_id)
-    key = str(device.id)
-    token_failures.check(key)
     if not _challenge_signed(keys, device, request):
-        token_failures.fail(key)
+        try:
+            backoff.begin(f"device:{device.id}", f"address:{address}")
+        except Blocked as blocked:
+            raise too_many(blocked, "too many failed attempts: wait before trying again") from None
         raise Unauthenticated("the challenge or its signature is invalid")
     expires = utcnow() + dt.timedelta(seconds=settings.device_token_ttl_seconds)
     exp = str(int(expires.timestamp()))

@@ -15,10 +15,12 @@ from pydantic.json_schema import SkipJsonSchema
 
 from api.exports.columns import HOUSEHOLD_COLUMN_NAMES, PERSON_COLUMN_NAMES
 from api.schemas import (
+    LINE,
     CampFilter,
     Day,
     HouseholdStatus,
     Need,
+    NormalText,
     PersonStatus,
     Sex,
     Timestamp,
@@ -31,10 +33,8 @@ HouseholdColumn = Annotated[
     str, one_of(HOUSEHOLD_COLUMN_NAMES), enum_schema(HOUSEHOLD_COLUMN_NAMES)
 ]
 PersonColumn = Annotated[str, one_of(PERSON_COLUMN_NAMES), enum_schema(PERSON_COLUMN_NAMES)]
-# One line, no control characters, no surrounding spaces; spelled with explicit ranges so that
-# the Python, Rust and ECMA regex dialects (server, validator, OpenAPI clients) agree.
-_TEXT_LINE = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
-Purpose = Annotated[str, StringConstraints(min_length=10, max_length=200, pattern=_TEXT_LINE)]
+# One line of tablet-like text (api.schemas.LINE): no control characters, no surrounding spaces.
+Purpose = Annotated[str, StringConstraints(min_length=10, max_length=200, pattern=LINE), NormalText]
 _PURPOSE = (
     "Why the data leaves the system (10 to 200 characters on one line), e.g. 'WFP food "
     "distribution round 3, data-sharing agreement 2026-014'. Recorded in the audit log: name "

@@ -3,16 +3,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from campsync_sync import ErrorBody, ErrorCode
+from campsync_sync import ErrorBody
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from api.auth import AnyUser, Public, bearer_scheme
 from api.deps import SettingsDep, WriteSessionDep
-from api.errors import DomainError, Unauthenticated
-from api.ratelimit import FailureLimiter
+from api.ratelimit import Backoff, Blocked, client_address, too_many
 from api.routes.common import ERRORS_READ
+from api.schemas import Username
 from api.security import hash_token
 from api.users import service
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Username
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
@@ -30,14 +30,6 @@ class LoginToken(BaseModel):
     token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_at: dt.datetime
-
-
-def _limiter(request: Request, settings: SettingsDep) -> FailureLimiter:
-    limiter: FailureLimiter | None = getattr(request.app.state, "login_limiter", None)
-    if limiter is None:
-        limiter = FailureLimiter(settings.login_max_failures, settings.login_lockout_minutes * 60)
-        request.app.state.login_limiter = limiter
-    return limiter
 
 
 @router.post(
@@ -57,36 +49,28 @@ def login(
     request: Request,
     session: WriteSessionDep,
     settings: SettingsDep,
-    limiter: Annotated[FailureLimiter, Depends(_limiter)],
 ) -> LoginToken:
     """Users with a password (``campsync admin set-password``) log in here.
 
-    The token lasts ``CAMPSYNC_LOGIN_TOKEN_TTL_MINUTES``. Repeated failures for a username or
-    an address are refused with 429 for a while.
+    The token lasts ``CAMPSYNC_LOGIN_TOKEN_TTL_MINUTES``. After a few failures for a username
+    from one address, each further try from there waits twice as long as the last (429 with
+    Retry-After); the same user from another address is not held up by them.
     """
-    keys = (
-        f"user:{data.username.casefold()}",
-        f"ip:{request.client.host if request.client else '-'}",
-    )
-    wait = limiter.retry_after(*keys)
-    if wait is not None:
-        raise DomainError(
-            "too many failed logins; try again later",
-            {"retry_after_seconds": wait},
-            code=ErrorCode.RATE_LIMITED,
-            headers={"Retry-After": str(wait)},
-        )
+    backoff: Backoff = request.app.state.login_backoff
+    user = data.username.casefold()
+    address = client_address(request.client)
+    pair = f"pair:{user}|{address}"
     try:
-        token, expires = service.login(
-            session=session,
-            username=data.username,
-            password=data.password,
-            ttl=dt.timedelta(minutes=settings.login_token_ttl_minutes),
-        )
-    except Unauthenticated:
-        limiter.fail(*keys)
-        raise
-    limiter.reset(keys[0])
+        attempt = backoff.begin(pair, f"address:{address}", f"user:{user}")
+    except Blocked as blocked:
+        raise too_many(blocked, "too many failed logins; try again later") from None
+    token, expires = service.login(
+        session=session,
+        username=data.username,
+        password=data.password,
+        ttl=dt.timedelta(minutes=settings.login_token_ttl_minutes),
+    )
+    backoff.succeeded(attempt, reset=(pair,))
     return LoginToken(token=token, expires_at=expires)
 
 

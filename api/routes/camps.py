@@ -6,7 +6,7 @@ from api.auth import Admin, AnyUser
 from api.camps import service
 from api.camps.schemas import CampCreate, CampList, CampPublic
 from api.deps import SessionDep, WriteSessionDep
-from api.routes.common import ERRORS_READ, ERRORS_WRITE
+from api.routes.common import ERRORS_READ, ERRORS_WRITE, CampIdPath
 
 router = APIRouter(prefix="/v1/camps", tags=["camps"])
 
@@ -31,7 +31,7 @@ def create_camp(data: CampCreate, session: WriteSessionDep, principal: Admin) ->
 
 
 @router.get("/{camp_id}", summary="Get one camp", responses=ERRORS_READ)
-def get_camp(camp_id: str, session: SessionDep, principal: AnyUser) -> CampPublic:
+def get_camp(camp_id: CampIdPath, session: SessionDep, principal: AnyUser) -> CampPublic:
     """A camp outside the caller's scope answers 404, like one that does not exist."""
     camp = service.get_camp(session=session, camp_id=camp_id, principal=principal)
     return CampPublic.model_validate(camp)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from campsync_sync import ErrorBody
+from fastapi import Path
 
 _E = {"model": ErrorBody}
 
@@ -27,3 +28,9 @@ ERRORS_LIST: dict[int | str, dict[str, Any]] = {
     **ERRORS_READ,
     400: {**_E, "description": "`cursor_invalid`: the cursor is not one this list issued"},
 }
+
+CampIdPath = Annotated[
+    str,
+    Path(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$", description="The camp's slug, e.g. `torkham-1`."),
+]
+"""A camp id in a path: the slug's own rule, so nothing else reaches the database."""

@@ -6,14 +6,15 @@ import uuid
 from typing import Annotated
 
 from campsync_sync import EnrollmentRequest, EnrollmentResponse, SignedManifest
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, status
 from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import Admin, AnyUser, Public, Staff
 from api.deps import KeyringDep, SessionDep, SettingsDep, WriteSessionDep
 from api.devices import service
 from api.devices.schemas import DeviceList, DevicePublic, EnrollmentCodeCreate, EnrollmentCodePublic
-from api.routes.common import ERRORS_READ, ERRORS_WRITE
+from api.ratelimit import Backoff, Blocked, client_address, too_many
+from api.routes.common import ERRORS_READ, ERRORS_WRITE, CampIdPath
 from api.schemas import CampFilter
 
 router = APIRouter(prefix="/v1", tags=["devices"])
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["devices"])
     responses=ERRORS_WRITE,
 )
 def create_enrollment_code(
-    camp_id: str,
+    camp_id: CampIdPath,
     session: WriteSessionDep,
     settings: SettingsDep,
     keyring: KeyringDep,
@@ -53,13 +54,26 @@ def create_enrollment_code(
     responses={
         400: ERRORS_WRITE[409] | {"description": "Invalid code or proof"},
         422: ERRORS_READ[422],
+        429: ERRORS_READ[422] | {"description": "Too many wrong codes: see Retry-After"},
     },
 )
 def enroll(
-    request: EnrollmentRequest, session: WriteSessionDep, keyring: KeyringDep
+    request: EnrollmentRequest, http: Request, session: WriteSessionDep, keyring: KeyringDep
 ) -> EnrollmentResponse:
-    """The tablet posts the code, its public keys and a proof that it holds its signing key."""
-    return service.enroll_device(session=session, keys=keyring.current(), request=request)
+    """The tablet posts the code, its public keys and a proof that it holds its signing key.
+
+    After a few wrong codes from one address, each further try waits twice as long (429).
+    """
+    backoff: Backoff = http.app.state.enrollment_backoff
+    try:
+        attempt = backoff.begin(f"address:{client_address(http.client)}")
+    except Blocked as blocked:
+        raise too_many(
+            blocked, "too many wrong enrolment codes: wait before trying again"
+        ) from None
+    enrolled = service.enroll_device(session=session, keys=keyring.current(), request=request)
+    backoff.succeeded(attempt)
+    return enrolled
 
 
 @router.get("/keys", summary="The server's signed key manifest", dependencies=[Public])

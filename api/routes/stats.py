@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.auth import AnyUser
 from api.deps import SessionDep
-from api.routes.common import ERRORS_READ
+from api.routes.common import ERRORS_READ, CampIdPath
 from api.stats import service
 from api.stats.schemas import CampStats, StatsFilters
 from api.types import utcnow
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/camps", tags=["camps"])
 
 @router.get("/{camp_id}/stats", summary="A camp's statistics", responses=ERRORS_READ)
 def camp_stats(
-    camp_id: str,
+    camp_id: CampIdPath,
     filters: Annotated[StatsFilters, Query()],
     session: SessionDep,
     principal: AnyUser,

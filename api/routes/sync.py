@@ -24,13 +24,16 @@ from api.auth import CurrentDevice, Public
 from api.deps import EngineDep, KeyringDep, SessionDep, SettingsDep
 from api.devices import tokens as device_tokens
 from api.errors import DomainError
+from api.ratelimit import client_address
 from api.sync import pull, service
 
 router = APIRouter(prefix="/v1/sync", tags=["sync"], dependencies=[Public])
 
 OCTETS: Final = "application/octet-stream"
-MAX_CONCURRENT_PUSHES: Final = 8
-"""Per process. More would not merge faster (one core, one SQLite writer) and cost memory."""
+MAX_CONCURRENT_PUSHES: Final = 32
+"""Pushes per process that may hold a body (being read, or waiting for a merge turn): at most
+32 envelopes of 2 MiB in memory. Merges are fewer (below); the other slots let a tablet's
+push be read while slow or stalled clients hold some, each for at most the body timeout."""
 QUEUE_PATIENCE_SECONDS: Final = 10.0
 MERGES_AT_ONCE: Final = 2
 """Pushes checked and merged at once in one process. The merge is Python: two threads keep
@@ -160,7 +163,7 @@ async def push_batch(
         )
     gate: PushGate = request.app.state.push_gate
     async with gate.slot():
-        data = await _body(request, settings.request_timeout_seconds)
+        data = await _body(request, settings.body_timeout_seconds)
         async with gate.merging():
             result = await run_in_threadpool(
                 service.push_batch,
@@ -219,11 +222,23 @@ def challenge(
     },
 )
 def token(
-    body: TokenRequest, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+    body: TokenRequest,
+    request: Request,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
 ) -> DeviceToken:
-    """Exchange a signed challenge for a bearer token bound to the device (15 minutes)."""
+    """Exchange a signed challenge for a bearer token bound to the device (15 minutes).
+
+    A valid signature always gets its token; failures back off (429 with Retry-After).
+    """
     return device_tokens.issue_token(
-        session=session, keys=keyring.current(), settings=settings, request=body
+        session=session,
+        keys=keyring.current(),
+        settings=settings,
+        request=body,
+        backoff=request.app.state.token_backoff,
+        address=client_address(request.client),
     )
 
 

@@ -47,6 +47,7 @@ class ApiToken(SQLModel, table=True):
     created_at: dt.datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False)
     )
-    expires_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    expires_at: dt.datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    """Every token expires (revision 0005 gave the older ones created_at + 90 days)."""
     revoked_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     last_used_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

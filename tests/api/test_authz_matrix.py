@@ -74,6 +74,12 @@ class World:
     def fresh_device(self) -> uuid.UUID:
         return make_device(self.engine, self.camp_b).device_id
 
+    def fresh_user(self) -> str:
+        """A coordinator of camp B for an admin to act on."""
+        username = f"target-{uuid.uuid4().hex[:8]}"
+        make_user(self.engine, "coordinator", [self.camp_b], username=username)
+        return username
+
     def fresh_flag(self) -> uuid.UUID:
         make_service(self.engine, self.camp_b, self.household)
         return flags_of(self.engine, self.household)[-1]
@@ -222,6 +228,17 @@ MATRIX: Final[dict[tuple[str, str], list[tuple[Expect, Build]]]] = {
         ),
     ],
     ("GET", "/v1/audit"): [(ADMIN_ONLY, lambda w: Call("GET", "/v1/audit"))],
+    # Users: admins revoke tokens, disable and enable other users.
+    ("GET", "/v1/users"): [(ADMIN_ONLY, lambda w: Call("GET", "/v1/users"))],
+    ("POST", "/v1/users/{username}/revoke-tokens"): [
+        (ADMIN_ONLY, lambda w: Call("POST", f"/v1/users/{w.fresh_user()}/revoke-tokens"))
+    ],
+    ("POST", "/v1/users/{username}/disable"): [
+        (ADMIN_ONLY, lambda w: Call("POST", f"/v1/users/{w.fresh_user()}/disable"))
+    ],
+    ("POST", "/v1/users/{username}/enable"): [
+        (ADMIN_ONLY, lambda w: Call("POST", f"/v1/users/{w.fresh_user()}/enable"))
+    ],
     # Enrolment, keys and devices (server-sync).
     ("POST", "/v1/camps/{camp_id}/enrollment-codes"): [
         (

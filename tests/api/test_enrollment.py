@@ -275,21 +275,19 @@ def test_exchange_key_must_be_x25519(client, db: Engine) -> None:
     assert response.status_code == 422
 
 
-def test_repeated_token_failures_are_rate_limited(client, db: Engine) -> None:
+def test_token_failures_back_off_but_the_right_signature_still_gets_through(
+    client, db: Engine
+) -> None:
     tablet = make_tablet(client, db)
     text = client.post("/v1/sync/challenge", json={"device_id": str(tablet.device_id)}).json()[
         "challenge"
     ]
     body = {"device_id": str(tablet.device_id), "challenge": text, "signature": "AAAA"}
-    for _ in range(10):
-        assert client.post("/v1/sync/token", json=body).status_code == 401
+    statuses = [client.post("/v1/sync/token", json=body).status_code for _ in range(20)]
+    assert statuses == [401] * 11 + [429] * 9
     limited = client.post("/v1/sync/token", json=body)
-    assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 0 < int(limited.headers["retry-after"]) <= 900
-    # Even the right signature waits now; other devices are not affected.
-    import pytest
-
-    with pytest.raises(AssertionError):
-        tablet.token()
+    # Anyone may name a device id; only its key can sign, so the tablet is never locked out.
+    assert tablet.token()
     assert make_tablet(client, db, tablet.camp_id).token()

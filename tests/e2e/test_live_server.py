@@ -33,9 +33,7 @@ def test_first_start_on_an_empty_data_dir_creates_the_embedded_database(tmp_path
     server = LiveServer(None, tmp_path)
     server.start()
     try:
-        ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+        assert httpx.get(f"{server.url}/readyz", timeout=10).json() == {"status": "ready"}
     finally:
         server.stop()
-    assert ready["status"] == "ready"
-    assert ready["database"] == "sqlite"
     assert (tmp_path / "campsync.db").exists()

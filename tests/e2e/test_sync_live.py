@@ -150,7 +150,7 @@ def test_a_body_that_trickles_in_is_cut_off_with_retry_after(db: Engine, tmp_pat
     server = LiveServer(
         db.url.render_as_string(hide_password=False),
         tmp_path,
-        env={"CAMPSYNC_REQUEST_TIMEOUT_SECONDS": "1"},
+        env={"CAMPSYNC_BODY_TIMEOUT_SECONDS": "1"},
     )
     server.start()
     try:

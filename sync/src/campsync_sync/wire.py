@@ -70,6 +70,9 @@ HLCText = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 """An HLC in its 32-hex-digit text form (see :mod:`campsync_sync.hlc`)."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# C0 and C1 controls, bidi embeddings, overrides and isolates: what the field rules refuse in
+# text (campsync_sync.fields), for free text outside operations.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"
 Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+={0,2}$", max_length=4096)]
 Version = Annotated[int, Field(ge=1, lt=1 << 16)]
 """A protocol or schema version number."""
@@ -418,7 +421,9 @@ class EnrollmentRequest(WireModel):
     protocol: Version = PROTOCOL_VERSION
     schema_version: Version = SCHEMA_VERSION
     code: Name
-    device_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+    device_name: Annotated[str, StringConstraints(max_length=64, pattern=_NO_CONTROLS)] | None = (
+        None
+    )
     signing_key: Base64
     exchange_key: Base64
     proof: Base64
