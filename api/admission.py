@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -28,6 +30,8 @@ log = logging.getLogger("campsync.admission")
 RETRY_AFTER_SECONDS: Final = 1
 """What a refused caller is told. Turns free within milliseconds when the worker is merely
 busy; a second spreads a crowd's retries without leaving the worker idle for long."""
+MAX_TOLD: Final = 10_000
+"""Connections remembered as told to come back (the worker holds at most a few thousand)."""
 
 
 class Admission:
@@ -41,6 +45,28 @@ class Admission:
         self.waiting = 0
         self.refused = 0
         self.abandoned = 0
+        self._told: dict[object, float] = {}
+        """Connections answered 503, and when (monotonic) they may be answered again."""
+
+    def wait_owed(self, connection: object) -> float:
+        """Seconds a connection told to come back has not yet waited (0 when it has)."""
+        until = self._told.get(connection)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._told[connection]
+        return max(0.0, left)
+
+    def tell_to_wait(self, connection: object) -> None:
+        if len(self._told) >= MAX_TOLD:
+            now = time.monotonic()
+            self._told = {c: t for c, t in self._told.items() if t > now}
+            if len(self._told) >= MAX_TOLD:
+                self._told.clear()  # bounded memory beats perfect memory
+        # A little jitter, so that a crowd refused together does not come back together.
+        jitter = random.uniform(1, 1.5)  # noqa: S311 - spreading retries, not a secret
+        self._told[connection] = time.monotonic() + RETRY_AFTER_SECONDS * jitter
 
     async def take_free_turn(self) -> bool:
         """Take a turn if one is free now; never waits (a free semaphore does not suspend)."""
@@ -92,6 +118,13 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         admission = self.admission
+        client = scope.get("client")
+        connection = tuple(client) if client else None
+        if connection is not None and (owed := admission.wait_owed(connection)):
+            # A client that asks again on the same connection before its Retry-After has
+            # passed waits it out here, asleep: refusing it at once, again and again, would
+            # spend the worker's time (and its interpreter lock) on nothing but refusals.
+            await asyncio.sleep(owed)
         if await admission.take_free_turn():
             try:
                 await self.app(scope, receive, send)
@@ -112,6 +145,8 @@ class AdmissionMiddleware:
             return
         if outcome != "admitted":
             admission.refused += 1
+            if connection is not None:
+                admission.tell_to_wait(connection)
             await _busy(send, outcome)
             return
 

@@ -28,8 +28,8 @@ class SlowApp:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _scope(path: str = "/v1/camps", headers: list[tuple[bytes, bytes]] | None = None) -> Any:
-    return {"type": "http", "method": "GET", "path": path, "headers": headers or []}
+def _scope(path: str = "/v1/camps", client: tuple[str, int] | None = None) -> Any:
+    return {"type": "http", "method": "GET", "path": path, "headers": [], "client": client}
 
 
 async def _call(app: Any, scope: Any, *, hang_up_after: float | None = None) -> dict[str, Any]:
@@ -122,3 +122,29 @@ def test_exempt_paths_skip_the_queue() -> None:
 
     assert [a["status"] for a in asyncio.run(scenario())] == [200, 200, 503]
     assert inner.most == 2  # the health check ran beside the request holding the only turn
+
+
+def test_a_connection_that_ignores_retry_after_waits_it_out_before_its_next_answer() -> None:
+    inner = SlowApp(3)
+    app = _middleware(inner, limit=1, queued=0, wait=0.01)
+    hammer = ("192.0.2.1", 40000)
+
+    async def scenario() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        busy = asyncio.ensure_future(_call(app, _scope()))
+        await asyncio.sleep(0.01)
+        times = []
+        for _ in range(2):  # the second comes at once, as a client ignoring Retry-After would
+            started = loop.time()
+            assert (await _call(app, _scope(client=hammer)))["status"] == 503
+            times.append(loop.time() - started)
+        started = loop.time()
+        other = await _call(app, _scope(client=("192.0.2.2", 40001)))
+        assert other["status"] == 503
+        busy.cancel()
+        return times, loop.time() - started
+
+    (first, second), other = asyncio.run(scenario())
+    assert first < 0.2  # told at once
+    assert 1.0 <= second < 1.7  # then held for its Retry-After (1 s, with jitter)
+    assert other < 0.2  # another connection is not held up
