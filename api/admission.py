@@ -64,9 +64,10 @@ class Admission:
             self._told = {c: t for c, t in self._told.items() if t > now}
             if len(self._told) >= MAX_TOLD:
                 self._told.clear()  # bounded memory beats perfect memory
-        # A little jitter, so that a crowd refused together does not come back together.
-        jitter = random.uniform(1, 1.5)  # noqa: S311 - spreading retries, not a secret
-        self._told[connection] = time.monotonic() + RETRY_AFTER_SECONDS * jitter
+        # Held for half to all of what it was told, so that a crowd refused together does not
+        # come back together; never longer, so that a client that waited as told is not held.
+        share = random.uniform(0.5, 1)  # noqa: S311 - spreading retries, not a secret
+        self._told[connection] = time.monotonic() + RETRY_AFTER_SECONDS * share
 
     async def take_free_turn(self) -> bool:
         """Take a turn if one is free now; never waits (a free semaphore does not suspend)."""

@@ -146,5 +146,24 @@ def test_a_connection_that_ignores_retry_after_waits_it_out_before_its_next_answ
 
     (first, second), other = asyncio.run(scenario())
     assert first < 0.2  # told at once
-    assert 1.0 <= second < 1.7  # then held for its Retry-After (1 s, with jitter)
+    assert 0.5 <= second < 1.1  # then held for half to all of its Retry-After (1 s)
     assert other < 0.2  # another connection is not held up
+
+
+def test_a_connection_that_waited_as_told_is_not_held() -> None:
+    inner = SlowApp(3)
+    app = _middleware(inner, limit=1, queued=0, wait=0.01)
+    polite = ("192.0.2.3", 40002)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        busy = asyncio.ensure_future(_call(app, _scope()))
+        await asyncio.sleep(0.01)
+        assert (await _call(app, _scope(client=polite)))["status"] == 503
+        await asyncio.sleep(1.0)  # Retry-After: 1
+        started = loop.time()
+        assert (await _call(app, _scope(client=polite)))["status"] == 503
+        busy.cancel()
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 0.2
