@@ -32,11 +32,10 @@ _TOO_LARGE = (
 class TimedH11Protocol(H11Protocol):
     """h11 with two more timeouts: for the request line and headers, and for the body.
 
-    A connection waiting for a request (new, or kept alive after an answer) is closed when the
-    request's headers have not all arrived ``header_timeout`` seconds later; a request whose
-    body has not all arrived ``body_timeout`` seconds after its headers is cut off, and the
-    app sees the client disconnect. Uvicorn's own keep-alive timeout still closes idle
-    connections sooner.
+    A new connection, or a kept one whose next request has begun, is closed when the request's
+    headers have not all arrived ``header_timeout`` seconds later; a request whose body has not
+    all arrived ``body_timeout`` seconds after its headers is cut off, and the app sees the
+    client disconnect. An idle kept connection is uvicorn's keep-alive timeout's business.
     """
 
     def __init__(
@@ -74,11 +73,14 @@ class TimedH11Protocol(H11Protocol):
         # h11 bounds only a request line and headers that are still incomplete when it
         # looks: a whole 1 MB header that arrives in one read passes. Here the headers must
         # end within the limit, however the bytes arrive.
-        if self.conn.their_state is h11.IDLE and not self._headers_fit(data):
-            self._disarm()
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
-            return
+        if self.conn.their_state is h11.IDLE:
+            if not self._headers_fit(data):
+                self._disarm()
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+                return
+            if self._deadline is None:  # the first bytes of a request on a kept connection
+                self._arm(self.header_timeout, self._headers_late)
         super().data_received(data)
 
     def _headers_fit(self, data: bytes) -> bool:
@@ -97,9 +99,10 @@ class TimedH11Protocol(H11Protocol):
             self._arm(self.body_timeout + 1, self._body_late)
 
     def on_response_complete(self) -> None:
+        # Between requests the connection is idle, and uvicorn's keep-alive timeout closes
+        # it; the next request's headers are timed from its first byte (data_received).
+        self._disarm()
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm(self.header_timeout, self._headers_late)
 
     def _headers_late(self, armed: object) -> None:
         waiting = self.cycle is None or self.cycle.response_complete

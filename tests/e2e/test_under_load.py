@@ -199,6 +199,35 @@ def test_unfinished_headers_and_bodies_are_cut_off(live: tuple[LiveServer, Admin
     assert max(closed_after) < 8  # header timeout 1 s, body timeout 1 s and a second's grace
 
 
+def _answer(sock: socket.socket) -> bytes:
+    """One whole answer to a request on a kept connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_kept_connection_idles_until_keep_alive_but_its_next_headers_are_timed(
+    live: tuple[LiveServer, Admin],
+) -> None:
+    server, _ = live
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # past the header timeout (1 s), within keep-alive (5 s)
+        sock.sendall(request)
+        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request never finishes
+        started = time.monotonic()
+        assert sock.recv(65536) == b""
+        assert time.monotonic() - started < 3
+
+
 def test_slow_pushes_do_not_hold_up_a_real_tablet(
     live: tuple[LiveServer, Admin], tmp_path: Path
 ) -> None:
