@@ -27,9 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("campsync.admission")
 
-RETRY_AFTER_SECONDS: Final = 1
-"""What a refused caller is told. Turns free within milliseconds when the worker is merely
-busy; a second spreads a crowd's retries without leaving the worker idle for long."""
+RETRY_AFTER_SECONDS: Final = 2
+"""What a refused caller is told: as the push gate tells tablets. A crowd told two seconds,
+and held one to two when it does not listen (below), comes back spread out, and the worker
+spends its time on the requests it admitted rather than on refusals (bench/load.py)."""
 MAX_TOLD: Final = 10_000
 """Connections remembered as told to come back (the worker holds at most a few thousand)."""
 

@@ -86,10 +86,10 @@ def test_a_full_queue_and_a_long_wait_are_answered_503_with_retry_after() -> Non
     statuses = sorted(a["status"] for a in answers)
     assert statuses == [200] + [503] * 5  # one ran; two waited 0.1 s; three found it full
     busy = next(a for a in answers if a["status"] == 503)
-    assert busy["headers"][b"retry-after"] == b"1"
+    assert busy["headers"][b"retry-after"] == b"2"
     body = json.loads(busy["body"])
     assert body["error"]["code"] == "service_unavailable"
-    assert body["error"]["details"] == {"retry_after_ms": 1000}
+    assert body["error"]["details"] == {"retry_after_ms": 2000}
     assert inner.started == 1
 
 
@@ -146,7 +146,7 @@ def test_a_connection_that_ignores_retry_after_waits_it_out_before_its_next_answ
 
     (first, second), other = asyncio.run(scenario())
     assert first < 0.2  # told at once
-    assert 0.5 <= second < 1.1  # then held for half to all of its Retry-After (1 s)
+    assert 1.0 <= second < 2.1  # then held for half to all of its Retry-After (2 s)
     assert other < 0.2  # another connection is not held up
 
 
@@ -160,7 +160,7 @@ def test_a_connection_that_waited_as_told_is_not_held() -> None:
         busy = asyncio.ensure_future(_call(app, _scope()))
         await asyncio.sleep(0.01)
         assert (await _call(app, _scope(client=polite)))["status"] == 503
-        await asyncio.sleep(1.0)  # Retry-After: 1
+        await asyncio.sleep(2.0)  # Retry-After: 2
         started = loop.time()
         assert (await _call(app, _scope(client=polite)))["status"] == 503
         busy.cancel()
