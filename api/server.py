@@ -82,12 +82,12 @@ class TimedH11Protocol(H11Protocol):
         # looks: a whole 1 MB header that arrives in one read passes. Here the headers must
         # end within the limit, however the bytes arrive.
         if self.conn.their_state is h11.IDLE:
-            if self._health_answered(data):
-                return
             if not self._headers_fit(data):
                 self._disarm()
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
+                return
+            if self._health_answered(data):
                 return
             if self._deadline is None:  # the first bytes of a request on a kept connection
                 self._arm(self.header_timeout, self._headers_late)
