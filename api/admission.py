@@ -44,7 +44,6 @@ class Admission:
         self.wait_seconds = wait_seconds
         self._turns = asyncio.Semaphore(limit)
         self.waiting = 0
-        self.refused = 0
         self.abandoned = 0
         self._told: dict[object, float] = {}
         """Connections answered 503, and when (monotonic) they may be answered again."""
@@ -146,7 +145,6 @@ class AdmissionMiddleware:
             admission.abandoned += 1
             return
         if outcome != "admitted":
-            admission.refused += 1
             if connection is not None:
                 admission.tell_to_wait(connection)
             await _busy(send, outcome)

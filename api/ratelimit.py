@@ -86,21 +86,6 @@ class Backoff:
                 self._fail(key, state, now)
         return Attempt(keys)
 
-    def check(self, *keys: str) -> None:
-        """Raise :class:`Blocked` if a key must wait; counts nothing."""
-        now = self.clock()
-        with self._lock:
-            wait = max((self._state(k, now).blocked_until - now for k in keys), default=0.0)
-        if wait > 0:
-            raise Blocked(max(1, math.ceil(wait)))
-
-    def fail(self, *keys: str) -> None:
-        """Count a failure that was not started with :meth:`begin`."""
-        now = self.clock()
-        with self._lock:
-            for key in keys:
-                self._fail(key, self._state(key, now), now)
-
     def succeeded(self, attempt: Attempt, *, reset: tuple[str, ...] = ()) -> None:
         """Give back the attempt's failure; keys in ``reset`` are forgotten altogether."""
         with self._lock:
